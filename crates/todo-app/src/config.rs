@@ -1,0 +1,374 @@
+//! Settings: the contract's environment variables, each with a matching flag, checked once
+//! at start so a bad value stops the process with a message naming the setting.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use anyhow::{Context, bail};
+use clap::Args;
+use secrecy::{ExposeSecret, SecretString};
+use todo_telemetry::LogFormat;
+
+/// The five services one process can run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Service {
+    /// Task CRUD, search, auth; publishes task events.
+    Api,
+    /// Creates the next occurrence of completed recurring tasks.
+    Recurring,
+    /// Schedules and delivers reminders.
+    Notification,
+    /// Pushes events to WebSocket clients.
+    Sync,
+    /// Records every event.
+    Audit,
+}
+
+impl Service {
+    /// All five, in start order.
+    pub const ALL: [Service; 5] = [
+        Service::Api,
+        Service::Recurring,
+        Service::Notification,
+        Service::Sync,
+        Service::Audit,
+    ];
+
+    /// The name used in `TODO_SERVICES` and logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Service::Api => "api",
+            Service::Recurring => "recurring",
+            Service::Notification => "notification",
+            Service::Sync => "sync",
+            Service::Audit => "audit",
+        }
+    }
+}
+
+/// A non-empty set of services (`api,audit`, or `all`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceSet(Vec<Service>);
+
+impl ServiceSet {
+    /// Every service.
+    pub fn all() -> Self {
+        ServiceSet(Service::ALL.to_vec())
+    }
+
+    /// Whether `service` runs in this process.
+    pub fn contains(&self, service: Service) -> bool {
+        self.0.contains(&service)
+    }
+
+    /// The services, in start order.
+    pub fn iter(&self) -> impl Iterator<Item = Service> + '_ {
+        self.0.iter().copied()
+    }
+}
+
+impl fmt::Display for ServiceSet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let names: Vec<_> = self.0.iter().map(|s| s.as_str()).collect();
+        f.write_str(&names.join(","))
+    }
+}
+
+impl FromStr for ServiceSet {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s.trim() == "all" {
+            return Ok(Self::all());
+        }
+        let mut set = Vec::new();
+        for name in s.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+            let service = Service::ALL
+                .into_iter()
+                .find(|svc| svc.as_str() == name)
+                .ok_or_else(|| format!("unknown service {name:?}; choose from api, recurring, notification, sync, audit (or all)"))?;
+            if !set.contains(&service) {
+                set.push(service);
+            }
+        }
+        if set.is_empty() {
+            return Err(
+                "name at least one service: api, recurring, notification, sync, audit (or all)"
+                    .into(),
+            );
+        }
+        set.sort();
+        Ok(ServiceSet(set))
+    }
+}
+
+/// Which event bus carries events between services.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum BusKind {
+    /// In-process and durable (the store's outbox): the embedded default.
+    Memory,
+    /// A Kafka-protocol broker.
+    Kafka,
+    /// Dapr pub/sub through the sidecar.
+    Dapr,
+}
+
+/// Settings shared by every command that touches data or tokens.
+#[derive(Debug, Clone, Args)]
+pub struct CommonSettings {
+    /// Where the embedded default keeps its files (SQLite database, generated JWT secret).
+    #[arg(long, env = "TODO_DATA_DIR", default_value = "./data")]
+    pub data_dir: PathBuf,
+
+    /// `sqlite://...` or `postgres://...`; default: a SQLite file under the data dir.
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+
+    /// HS256 secret (at least 32 bytes); generated on first run and kept in the data dir when
+    /// neither it nor a JWKS URL is set. Never logged.
+    #[arg(long, env = "TODO_JWT_SECRET", hide_env_values = true, value_parser = parse_secret)]
+    pub jwt_secret: Option<SecretString>,
+
+    /// JWKS URL for RS256/ES256/EdDSA tokens.
+    #[arg(long, env = "TODO_JWT_JWKS_URL")]
+    pub jwt_jwks_url: Option<String>,
+
+    /// Required `iss` claim, when set.
+    #[arg(long, env = "TODO_JWT_ISSUER")]
+    pub jwt_issuer: Option<String>,
+
+    /// Required `aud` claim, when set.
+    #[arg(long, env = "TODO_JWT_AUDIENCE")]
+    pub jwt_audience: Option<String>,
+
+    /// Log output: `json` (one object per line) or `pretty`.
+    #[arg(long, env = "TODO_LOG_FORMAT", default_value = "json")]
+    pub log_format: LogFormat,
+}
+
+/// Settings of `todo serve`.
+#[derive(Debug, Clone, Args)]
+pub struct ServeSettings {
+    /// HTTP listen address (`127.0.0.1:0` picks a free port).
+    #[arg(long, env = "TODO_LISTEN_ADDR", default_value = "127.0.0.1:8080")]
+    pub listen_addr: SocketAddr,
+
+    /// Services this process runs: a comma-separated subset of api, recurring, notification,
+    /// sync, audit, or `all`.
+    #[arg(long, env = "TODO_SERVICES", default_value = "all")]
+    pub services: ServiceSet,
+
+    /// Event bus: `memory` (in-process, durable), `kafka` or `dapr`.
+    #[arg(long, env = "TODO_BUS", value_enum, default_value = "memory")]
+    pub bus: BusKind,
+
+    /// Bootstrap servers for `TODO_BUS=kafka`.
+    #[arg(long, env = "KAFKA_BROKERS")]
+    pub kafka_brokers: Option<String>,
+
+    /// When set, every delivered reminder is also POSTed here, signed with HMAC-SHA256.
+    #[arg(long, env = "TODO_NOTIFY_WEBHOOK_URL")]
+    pub notify_webhook_url: Option<String>,
+
+    /// Key for the webhook signature; required with `TODO_NOTIFY_WEBHOOK_URL`.
+    #[arg(long, env = "TODO_NOTIFY_WEBHOOK_SECRET", hide_env_values = true, value_parser = parse_secret)]
+    pub notify_webhook_secret: Option<SecretString>,
+
+    /// First webhook retry delay in milliseconds; doubles on each failure.
+    #[arg(long, env = "TODO_NOTIFY_WEBHOOK_RETRY_MS", default_value_t = 1000)]
+    pub notify_webhook_retry_ms: u64,
+
+    /// Webhook attempts before giving up.
+    #[arg(long, env = "TODO_NOTIFY_WEBHOOK_MAX_ATTEMPTS", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub notify_webhook_max_attempts: u32,
+
+    /// Messages a WebSocket client may fall behind before it is disconnected.
+    #[arg(long, env = "TODO_WS_QUEUE", default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..=65536))]
+    pub ws_queue: u32,
+
+    /// Seconds between WebSocket pings; a client silent for two intervals is dropped.
+    #[arg(long, env = "TODO_WS_PING_SECS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub ws_ping_secs: u64,
+
+    /// Seconds allowed for a graceful shutdown.
+    #[arg(long, env = "TODO_SHUTDOWN_TIMEOUT_SECS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=300))]
+    pub shutdown_timeout_secs: u64,
+
+    #[command(flatten)]
+    pub common: CommonSettings,
+}
+
+impl CommonSettings {
+    /// The database URL: the configured one, or `sqlite://<data_dir>/todo.db`.
+    pub fn database_url(&self) -> anyhow::Result<String> {
+        if let Some(url) = &self.database_url {
+            return Ok(url.clone());
+        }
+        ensure_data_dir(&self.data_dir)?;
+        Ok(format!(
+            "sqlite://{}",
+            self.data_dir.join("todo.db").display()
+        ))
+    }
+
+    /// The HS256 secret: configured, or read from (or first generated into) the data dir.
+    /// `None` when only a JWKS URL is configured.
+    pub fn jwt_secret(&self) -> anyhow::Result<Option<SecretString>> {
+        if let Some(secret) = &self.jwt_secret {
+            if secret.expose_secret().len() < 32 {
+                bail!("TODO_JWT_SECRET (--jwt-secret) must be at least 32 bytes long");
+            }
+            return Ok(Some(secret.clone()));
+        }
+        if self.jwt_jwks_url.is_some() {
+            return Ok(None);
+        }
+        load_or_create_secret(&self.data_dir).map(Some)
+    }
+
+    /// The token verifier these settings describe.
+    pub fn verifier(&self) -> anyhow::Result<todo_auth::Verifier> {
+        let config = todo_auth::AuthConfig {
+            hs256_secret: self.jwt_secret()?,
+            jwks_url: self.jwt_jwks_url.clone(),
+            issuer: self.jwt_issuer.clone(),
+            audience: self.jwt_audience.clone(),
+            leeway_secs: todo_auth::DEFAULT_LEEWAY_SECS,
+        };
+        todo_auth::Verifier::new(config).context("invalid JWT settings (TODO_JWT_*)")
+    }
+}
+
+impl ServeSettings {
+    /// Cross-field checks clap can't express.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        match self.bus {
+            BusKind::Memory => {}
+            BusKind::Kafka if self.kafka_brokers.is_none() => {
+                bail!("KAFKA_BROKERS (--kafka-brokers) is required when TODO_BUS=kafka")
+            }
+            BusKind::Kafka | BusKind::Dapr => bail!(
+                "TODO_BUS={} is not available in this build; use TODO_BUS=memory",
+                if self.bus == BusKind::Kafka {
+                    "kafka"
+                } else {
+                    "dapr"
+                }
+            ),
+        }
+        if let Some(url) = &self.notify_webhook_url {
+            let parsed = reqwest::Url::parse(url).with_context(|| {
+                format!(
+                    "TODO_NOTIFY_WEBHOOK_URL (--notify-webhook-url) is not a valid URL: {url:?}"
+                )
+            })?;
+            if !matches!(parsed.scheme(), "http" | "https") {
+                bail!(
+                    "TODO_NOTIFY_WEBHOOK_URL (--notify-webhook-url) must be an http:// or https:// URL"
+                );
+            }
+            if self.notify_webhook_secret.is_none() {
+                bail!(
+                    "TODO_NOTIFY_WEBHOOK_SECRET (--notify-webhook-secret) is required when TODO_NOTIFY_WEBHOOK_URL is set"
+                );
+            }
+        }
+        if self.bus == BusKind::Memory
+            && self.services != ServiceSet::all()
+            && self.common.database_url.is_none()
+        {
+            // A subset on the in-process bus is fine for trying things out, but the other
+            // services' events then wait in the outbox until a process running them starts.
+            tracing::warn!(services = %self.services, "running a subset of services on the in-process bus");
+        }
+        Ok(())
+    }
+}
+
+fn parse_secret(raw: &str) -> Result<SecretString, String> {
+    Ok(SecretString::from(raw))
+}
+
+fn ensure_data_dir(dir: &Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| {
+        format!(
+            "TODO_DATA_DIR (--data-dir) {} cannot be created",
+            dir.display()
+        )
+    })
+}
+
+/// File holding the generated HS256 secret.
+pub const SECRET_FILE: &str = "jwt-secret";
+
+fn load_or_create_secret(dir: &Path) -> anyhow::Result<SecretString> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+
+    ensure_data_dir(dir)?;
+    let path = dir.join(SECRET_FILE);
+    match std::fs::read_to_string(&path) {
+        Ok(secret) => {
+            let secret = secret.trim().to_owned();
+            if secret.len() < 32 {
+                bail!(
+                    "{} holds a secret shorter than 32 bytes; delete it to generate a new one",
+                    path.display()
+                );
+            }
+            return Ok(SecretString::from(secret));
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+    }
+    let secret = hex::encode(rand::random::<[u8; 32]>());
+    // create_new: if two processes race, one wins and the other reads the winner's file.
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&path)
+    {
+        Ok(mut file) => {
+            file.write_all(secret.as_bytes())
+                .and_then(|()| file.sync_all())
+                .with_context(|| format!("cannot write {}", path.display()))?;
+            tracing::info!(path = %path.display(), "generated a new JWT secret");
+            Ok(SecretString::from(secret))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => load_or_create_secret(dir),
+        Err(e) => Err(e).with_context(|| format!("cannot create {}", path.display())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn service_sets_parse_subsets_and_refuse_unknown_names() {
+        let set: ServiceSet = "audit, api".parse().unwrap();
+        assert_eq!(set.to_string(), "api,audit");
+        assert_eq!("all".parse::<ServiceSet>().unwrap(), ServiceSet::all());
+        let err = "api,billing".parse::<ServiceSet>().unwrap_err();
+        assert!(err.contains("billing"), "{err}");
+        assert!("".parse::<ServiceSet>().is_err());
+    }
+
+    #[test]
+    fn the_generated_secret_is_private_and_stable() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let first = load_or_create_secret(dir.path()).unwrap();
+        let second = load_or_create_secret(dir.path()).unwrap();
+        assert_eq!(first.expose_secret(), second.expose_secret());
+        assert_eq!(first.expose_secret().len(), 64);
+        let mode = std::fs::metadata(dir.path().join(SECRET_FILE))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+}

@@ -1,0 +1,156 @@
+//! One error type for every handler, written as `application/problem+json` (RFC 9457).
+//!
+//! Statuses are decided here, once. A 5xx body never says anything internal: the cause is
+//! logged with the request id, and the client gets a generic detail.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use todo_domain::{FieldError, ValidationErrors};
+use todo_store::StoreError;
+
+/// The problem+json media type.
+pub const PROBLEM_JSON: &str = "application/problem+json";
+
+/// Everything a handler can answer besides success.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// 400: the body is not JSON, or the query string is not decodable.
+    #[error("{0}")]
+    BadRequest(String),
+    /// 401: missing or invalid token.
+    #[error("missing or invalid bearer token")]
+    Unauthorized,
+    /// 403: the path names another user.
+    #[error("the token's subject may not access this user's resources")]
+    Forbidden,
+    /// 404: no such resource (or someone else's).
+    #[error("{0}")]
+    NotFound(&'static str),
+    /// 412: `If-Match` named another version.
+    #[error("the task is at version {current}, not the one given in If-Match")]
+    PreconditionFailed {
+        /// The stored version.
+        current: i64,
+    },
+    /// 413: body over the limit.
+    #[error("the request body is larger than {limit} bytes")]
+    PayloadTooLarge {
+        /// The limit in bytes.
+        limit: usize,
+    },
+    /// 422: fields failed validation.
+    #[error(transparent)]
+    Validation(#[from] ValidationErrors),
+    /// 503: a dependency is down.
+    #[error("{0}")]
+    Unavailable(String),
+    /// 500: a bug or an infrastructure failure; logged, never detailed to the client.
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
+}
+
+#[derive(Serialize)]
+struct Problem<'a> {
+    #[serde(rename = "type")]
+    kind: String,
+    title: &'a str,
+    status: u16,
+    detail: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    errors: Option<&'a [FieldError]>,
+}
+
+impl ApiError {
+    /// The HTTP status.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden => StatusCode::FORBIDDEN,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::PreconditionFailed { .. } => StatusCode::PRECONDITION_FAILED,
+            ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn slug(&self) -> &'static str {
+        match self {
+            ApiError::BadRequest(_) => "bad-request",
+            ApiError::Unauthorized => "unauthorized",
+            ApiError::Forbidden => "forbidden",
+            ApiError::NotFound(_) => "not-found",
+            ApiError::PreconditionFailed { .. } => "version-mismatch",
+            ApiError::PayloadTooLarge { .. } => "payload-too-large",
+            ApiError::Validation(_) => "validation-error",
+            ApiError::Unavailable(_) => "unavailable",
+            ApiError::Internal(_) => "internal-error",
+        }
+    }
+}
+
+/// Builds a problem+json response for any status (also used for 404/405 from the router).
+pub fn problem(
+    status: StatusCode,
+    slug: &str,
+    detail: String,
+    errors: Option<&[FieldError]>,
+) -> Response {
+    let body = Problem {
+        kind: format!("urn:todo:problem:{slug}"),
+        title: status.canonical_reason().unwrap_or("Error"),
+        status: status.as_u16(),
+        detail,
+        errors,
+    };
+    let json = serde_json::to_vec(&body).unwrap_or_default();
+    let mut response = (status, json).into_response();
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
+    response
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        let detail = match &self {
+            ApiError::Internal(e) => {
+                tracing::error!(error = format!("{e:#}"), "request failed");
+                "an unexpected error occurred; it has been logged with this request's id".to_owned()
+            }
+            ApiError::Unavailable(why) => {
+                tracing::warn!(reason = why.as_str(), "dependency unavailable");
+                "the service is temporarily unavailable; retry shortly".to_owned()
+            }
+            ApiError::Validation(e) => format!("{} field(s) failed validation", e.0.len()),
+            other => other.to_string(),
+        };
+        let errors = match &self {
+            ApiError::Validation(e) => Some(e.0.as_slice()),
+            _ => None,
+        };
+        let mut response = problem(status, self.slug(), detail, errors);
+        if status == StatusCode::UNAUTHORIZED {
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"todo\", error=\"invalid_token\""),
+            );
+        }
+        response
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::NotFound => ApiError::NotFound("no such task"),
+            StoreError::VersionConflict { current } => ApiError::PreconditionFailed { current },
+            e if e.is_unavailable() => ApiError::Unavailable(e.to_string()),
+            other => ApiError::Internal(other.into()),
+        }
+    }
+}

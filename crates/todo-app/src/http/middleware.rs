@@ -1,0 +1,171 @@
+//! Middleware: request context, metrics and access log; uniform problem+json errors.
+
+use std::time::Instant;
+
+use axum::body::Body;
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{HeaderName, HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use todo_domain::TraceParent;
+use tracing::Instrument;
+
+use super::error::{PROBLEM_JSON, problem};
+use crate::state::AppState;
+
+/// The request id header, honoured when valid and always returned.
+pub static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+static TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
+
+/// Per-request identity, available to handlers as an extension.
+#[derive(Debug, Clone)]
+pub struct RequestContext {
+    /// The `X-Request-Id`.
+    pub request_id: String,
+    /// This request's span in the caller's trace (or a new trace).
+    pub trace: TraceParent,
+}
+
+impl RequestContext {
+    /// The `traceparent` to stamp on events this request causes.
+    pub fn event_traceparent(&self) -> Option<String> {
+        Some(self.trace.child().header())
+    }
+}
+
+fn valid_request_id(value: &HeaderValue) -> Option<String> {
+    let s = value.to_str().ok()?;
+    let ok = (1..=128).contains(&s.len())
+        && s.bytes().all(|b| {
+            b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':' | b'/' | b'+' | b'=')
+        });
+    ok.then(|| s.to_owned())
+}
+
+/// Assigns request id and trace context, opens the request span, records metrics and
+/// writes the access log line.
+pub async fn observe(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let request_id = request
+        .headers()
+        .get(&REQUEST_ID)
+        .and_then(valid_request_id)
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    let trace = request
+        .headers()
+        .get(&TRACEPARENT)
+        .and_then(|v| v.to_str().ok())
+        .and_then(TraceParent::parse)
+        .map(|parent| parent.child())
+        .unwrap_or_else(TraceParent::new_root);
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_else(|| "unmatched".to_owned());
+    let method = request.method().clone();
+    let span = tracing::info_span!(
+        "request",
+        method = %method,
+        route = %route,
+        request_id = %request_id,
+        trace_id = %trace.trace_id,
+        span_id = %trace.span_id,
+        user_id = tracing::field::Empty,
+        task_id = tracing::field::Empty,
+    );
+    request.extensions_mut().insert(RequestContext {
+        request_id: request_id.clone(),
+        trace,
+    });
+    state.metrics.http.in_flight_inc();
+    let mut response = next.run(request).instrument(span.clone()).await;
+    state.metrics.http.in_flight_dec();
+    let status = response.status();
+    let seconds = started.elapsed().as_secs_f64();
+    state
+        .metrics
+        .http
+        .observe(method.as_str(), &route, status.as_u16(), seconds);
+    if let Ok(value) = HeaderValue::from_str(&request_id) {
+        response.headers_mut().insert(REQUEST_ID.clone(), value);
+    }
+    let _enter = span.enter();
+    let latency_ms = seconds * 1000.0;
+    if status.is_server_error() {
+        tracing::error!(status = status.as_u16(), latency_ms, "request finished");
+    } else if route.starts_with("/api/") || status.is_client_error() {
+        tracing::info!(status = status.as_u16(), latency_ms, "request finished");
+    } else {
+        tracing::debug!(status = status.as_u16(), latency_ms, "request finished");
+    }
+    response
+}
+
+/// Rewrites error responses made outside our handlers (the router's 405, a body-limit
+/// 413, an extractor's 400) into problem+json, keeping headers such as `Allow`.
+pub async fn problem_for_bare_errors(request: Request, next: Next) -> Response {
+    let response = next.run(request).await;
+    let status = response.status();
+    let is_problem = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(PROBLEM_JSON.as_bytes()));
+    if !(status.is_client_error() || status.is_server_error()) || is_problem {
+        return response;
+    }
+    let (mut parts, body) = response.into_parts();
+    let text = axum::body::to_bytes(body, 4096).await.unwrap_or_default();
+    let (slug, detail) = match status {
+        StatusCode::METHOD_NOT_ALLOWED => (
+            "method-not-allowed",
+            "this route does not support that method; the Allow header lists those it does"
+                .to_owned(),
+        ),
+        StatusCode::PAYLOAD_TOO_LARGE => (
+            "payload-too-large",
+            format!(
+                "the request body is larger than {} bytes",
+                super::BODY_LIMIT
+            ),
+        ),
+        _ => (
+            "http-error",
+            String::from_utf8_lossy(&text).trim().to_owned(),
+        ),
+    };
+    let rebuilt = problem(status, slug, detail, None);
+    parts.headers.remove(header::CONTENT_LENGTH);
+    parts
+        .headers
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
+    let (_, body) = rebuilt.into_parts();
+    Response::from_parts(parts, body)
+}
+
+/// Unknown routes.
+pub async fn not_found() -> Response {
+    problem(
+        StatusCode::NOT_FOUND,
+        "not-found",
+        "no route matches this path".into(),
+        None,
+    )
+}
+
+/// A panic in a handler becomes a plain 500 problem; the panic itself is logged.
+pub fn panic_response(err: Box<dyn std::any::Any + Send + 'static>) -> Response<Body> {
+    let what = err
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| err.downcast_ref::<&str>().copied())
+        .unwrap_or("unknown panic");
+    tracing::error!(panic = what, "handler panicked");
+    problem(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "internal-error",
+        "an unexpected error occurred; it has been logged".into(),
+        None,
+    )
+    .into_response()
+}

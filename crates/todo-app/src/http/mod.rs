@@ -1,0 +1,119 @@
+//! The HTTP surface: routes per service, merged into one router, plus the middleware every
+//! request passes (request id and trace context, metrics, body limit, problem+json for
+//! errors the router itself produces, panics turned into 500s).
+
+pub mod auth;
+pub mod error;
+pub mod extract;
+pub mod lists;
+pub mod middleware;
+pub mod ops;
+pub mod tasks;
+pub mod ws;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::config::Service;
+use crate::state::AppState;
+
+/// Largest accepted request body.
+pub const BODY_LIMIT: usize = 64 * 1024;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Todo platform API",
+        description = "Tasks with search, recurrence, reminders, WebSocket sync and an audit log. \
+            Every /api route needs `Authorization: Bearer <JWT>`; errors are application/problem+json.",
+    ),
+    modifiers(&BearerAuth),
+    security(("bearer" = [])),
+    tags(
+        (name = "tasks", description = "Task CRUD, search and completion"),
+        (name = "audit", description = "The audit log"),
+        (name = "reminders", description = "Reminders and delivered notifications"),
+        (name = "sync", description = "Live updates over WebSocket"),
+        (name = "ops", description = "Health, readiness, metrics"),
+    )
+)]
+struct ApiDoc;
+
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .build(),
+            ),
+        );
+    }
+}
+
+/// The routes this process serves, with their OpenAPI description.
+pub fn api_routes(state: &AppState) -> (Router<AppState>, utoipa::openapi::OpenApi) {
+    let mut router = OpenApiRouter::with_openapi(ApiDoc::openapi());
+    if state.services.contains(Service::Api) {
+        router = router
+            .routes(routes!(tasks::create_task, tasks::list_tasks))
+            .routes(routes!(
+                tasks::get_task,
+                tasks::update_task,
+                tasks::delete_task
+            ))
+            .routes(routes!(tasks::complete_task));
+    }
+    if state.services.contains(Service::Audit) {
+        router = router.routes(routes!(lists::list_audit));
+    }
+    if state.services.contains(Service::Notification) {
+        router = router
+            .routes(routes!(lists::list_reminders))
+            .routes(routes!(lists::list_notifications));
+    }
+    if state.services.contains(Service::Sync) {
+        router = router.routes(routes!(ws::connect));
+    }
+    router = router
+        .routes(routes!(ops::healthz))
+        .routes(routes!(ops::readyz))
+        .routes(routes!(ops::metrics));
+    if state.services.contains(Service::Api) {
+        router = router.routes(routes!(ops::openapi));
+    }
+    router.split_for_parts()
+}
+
+/// The complete application router.
+pub fn router(state: AppState) -> Router {
+    let (router, doc) = api_routes(&state);
+    // The document is generated from the same registrations as the routes, so it can't
+    // list a route that isn't served or miss one that is.
+    let _ = state
+        .openapi
+        .set(serde_json::to_value(&doc).unwrap_or_default());
+    router
+        .fallback(middleware::not_found)
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(axum::middleware::from_fn(
+            middleware::problem_for_bare_errors,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            middleware::observe,
+        ))
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(
+            middleware::panic_response,
+        ))
+        .with_state(state)
+}

@@ -1,0 +1,106 @@
+//! `GET /api/{user_id}/ws`: the user's live event stream, one CloudEvent JSON per message.
+//!
+//! Authentication happens before the upgrade, so a bad token gets a plain 401 (403 for
+//! another user's path). The server pings every `TODO_WS_PING_SECS` and drops a client that
+//! misses two pongs; a client that falls `TODO_WS_QUEUE` messages behind is closed with
+//! code 1008; shutdown closes every client with 1001.
+
+use axum::extract::State;
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade, close_code};
+use axum::response::{IntoResponse, Response};
+use futures_util::{SinkExt, StreamExt};
+
+use super::auth::AuthUser;
+use super::error::ApiError;
+use super::tasks::Problem;
+use crate::services::sync::CloseReason;
+use crate::state::AppState;
+
+/// Opens the WebSocket.
+#[utoipa::path(
+    get, path = "/api/{user_id}/ws", tag = "sync",
+    params(
+        ("user_id" = String, Path, description = "Must equal the token's `sub`"),
+        ("access_token" = Option<String>, Query, description = "The JWT, for clients that cannot set headers"),
+    ),
+    responses(
+        (status = 101, description = "Switching Protocols: then one CloudEvent JSON per text message"),
+        (status = 400, description = "Not a WebSocket handshake", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Another user's path", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn connect(
+    State(state): State<AppState>,
+    user: AuthUser,
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Response {
+    let upgrade = match upgrade {
+        Ok(upgrade) => upgrade,
+        Err(rejection) => {
+            return ApiError::BadRequest(format!("a WebSocket handshake is required: {rejection}"))
+                .into_response();
+        }
+    };
+    upgrade
+        .on_upgrade(move |socket| session(socket, state, user.user_id))
+        .into_response()
+}
+
+async fn session(socket: WebSocket, state: AppState, user_id: String) {
+    let mut registration = state.hub.register(&user_id);
+    let (mut sink, mut stream) = socket.split();
+    let mut shutdown = state.shutdown.clone();
+    let mut ping = tokio::time::interval(state.ws_ping);
+    ping.tick().await; // the first tick is immediate
+    let mut unanswered = 0u32;
+    tracing::info!(user_id, client = registration.id, "WebSocket connected");
+    let close = loop {
+        tokio::select! {
+            message = registration.messages.recv() => match message {
+                Some(text) => {
+                    if sink.send(Message::Text(text.as_ref().into())).await.is_err() {
+                        break None;
+                    }
+                }
+                None => break Some((close_code::AWAY, "server closed the stream")),
+            },
+            reason = &mut registration.closed => break Some(match reason {
+                Ok(CloseReason::Slow) => (close_code::POLICY, "client too slow: send queue overflowed"),
+                Ok(CloseReason::Shutdown) | Err(_) => (close_code::AWAY, "server shutting down"),
+            }),
+            () = shutdown.wait() => break Some((close_code::AWAY, "server shutting down")),
+            incoming = stream.next() => match incoming {
+                Some(Ok(Message::Pong(_))) => unanswered = 0,
+                Some(Ok(Message::Ping(payload))) => {
+                    if sink.send(Message::Pong(payload)).await.is_err() {
+                        break None;
+                    }
+                }
+                Some(Ok(Message::Close(_))) | Some(Err(_)) | None => break None,
+                Some(Ok(_)) => {} // clients have nothing to say; ignore
+            },
+            _ = ping.tick() => {
+                if unanswered >= 2 {
+                    break Some((close_code::AWAY, "no pong received"));
+                }
+                unanswered += 1;
+                if sink.send(Message::Ping(Default::default())).await.is_err() {
+                    break None;
+                }
+            }
+        }
+    };
+    if let Some((code, reason)) = close {
+        let _ = sink
+            .send(Message::Close(Some(CloseFrame {
+                code,
+                reason: reason.into(),
+            })))
+            .await;
+        let _ = sink.flush().await;
+    }
+    state.hub.unregister(&user_id, registration.id);
+    tracing::info!(user_id, client = registration.id, close = ?close.map(|(c, _)| c), "WebSocket disconnected");
+}

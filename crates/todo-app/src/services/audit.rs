@@ -1,0 +1,50 @@
+//! `audit`: records every event once (the event id is unique in the audit log).
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use todo_bus::Delivery;
+use todo_domain::{AuditEntry, Topic, time};
+use todo_store::Store;
+
+use super::consumer::Handler;
+
+/// Consumer writing the audit log.
+pub struct Audit {
+    store: Arc<dyn Store>,
+}
+
+impl Audit {
+    /// A handler over `store`.
+    pub fn new(store: Arc<dyn Store>) -> Self {
+        Audit { store }
+    }
+}
+
+#[async_trait]
+impl Handler for Audit {
+    fn name(&self) -> &'static str {
+        "audit"
+    }
+
+    fn topics(&self) -> &'static [Topic] {
+        &[Topic::TaskEvents, Topic::Reminders]
+    }
+
+    async fn handle(&self, batch: &[Delivery]) -> anyhow::Result<()> {
+        let now = time::now();
+        let entries: Vec<AuditEntry> = batch
+            .iter()
+            .filter_map(|d| {
+                let entry = AuditEntry::from_event(&d.event, now);
+                if entry.is_none() {
+                    tracing::warn!(event_id = %d.event.id, "event without user_id; not audited");
+                }
+                entry
+            })
+            .collect();
+        let new = self.store.record_audit(&entries).await?;
+        tracing::debug!(received = entries.len(), recorded = new, "audit batch");
+        Ok(())
+    }
+}

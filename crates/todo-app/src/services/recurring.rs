@@ -1,0 +1,152 @@
+//! `recurring`: when an occurrence of a recurring task is completed, creates the next one.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use todo_bus::Delivery;
+use todo_domain::{CloudEvent, EventType, Task, Topic, TraceParent, time};
+use todo_store::Store;
+use uuid::Uuid;
+
+use super::consumer::Handler;
+
+const SERVICE: &str = "recurring";
+
+/// The next occurrence of `done` (a completed recurring task), stepping its due date from
+/// the previous one with the series' anchor day. `None` for a one-off task or past the
+/// calendar's end.
+pub fn next_occurrence(
+    done: &Task,
+    anchor_day: Option<u32>,
+    id: Uuid,
+    now: time::Timestamp,
+) -> Option<Task> {
+    let recurrence = done.recurrence?;
+    let due = recurrence.next_due(done.due_at?, anchor_day)?;
+    Some(Task {
+        id,
+        completed: false,
+        completed_at: None,
+        due_at: Some(due),
+        parent_task_id: Some(done.id),
+        version: 1,
+        created_at: now,
+        updated_at: now,
+        recurrence_anchor_day: anchor_day,
+        ..done.clone()
+    })
+}
+
+/// Consumer creating next occurrences.
+pub struct Recurring {
+    store: Arc<dyn Store>,
+}
+
+impl Recurring {
+    /// A handler over `store`.
+    pub fn new(store: Arc<dyn Store>) -> Self {
+        Recurring { store }
+    }
+
+    async fn handle_one(&self, event: &CloudEvent) -> anyhow::Result<()> {
+        if event.kind().ok() != Some(EventType::TaskCompleted) {
+            return Ok(());
+        }
+        let done = match event.task_data() {
+            Ok(data) => data.task,
+            Err(e) => {
+                tracing::warn!(event_id = %event.id, error = %e, "unreadable task.completed event skipped");
+                return Ok(());
+            }
+        };
+        if done.recurrence.is_none() {
+            return Ok(());
+        }
+        // The anchor day is kept on the stored row; the event carries only the public shape.
+        let anchor = self
+            .store
+            .get_task(&done.user_id, done.id)
+            .await?
+            .and_then(|t| t.recurrence_anchor_day)
+            .or_else(|| done.anchor_day());
+        let now = time::now();
+        let Some(next) = next_occurrence(&done, anchor, Uuid::now_v7(), now) else {
+            tracing::warn!(task_id = %done.id, "no next occurrence: due date out of range");
+            return Ok(());
+        };
+        let trace = event
+            .traceparent
+            .as_deref()
+            .and_then(TraceParent::parse)
+            .map(|t| t.child())
+            .unwrap_or_else(TraceParent::new_root);
+        let created = CloudEvent::task(
+            EventType::TaskCreated,
+            SERVICE,
+            &next,
+            now,
+            Some(trace.header()),
+        );
+        if self
+            .store
+            .spawn_next_occurrence(done.id, &next, &created)
+            .await?
+        {
+            tracing::info!(task_id = %next.id, parent_task_id = %done.id, event_id = %event.id, trace_id = %trace.trace_id, "next occurrence created");
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Handler for Recurring {
+    fn name(&self) -> &'static str {
+        "recurring"
+    }
+
+    fn topics(&self) -> &'static [Topic] {
+        &[Topic::TaskEvents]
+    }
+
+    async fn handle(&self, batch: &[Delivery]) -> anyhow::Result<()> {
+        for delivery in batch {
+            self.handle_one(&delivery.event).await?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use todo_domain::CreateTask;
+
+    #[test]
+    fn the_next_occurrence_carries_everything_but_completion_and_links_its_parent() {
+        let now = time::parse_rfc3339("2026-11-22T10:00:00Z").unwrap();
+        let mut done = CreateTask::parse(&serde_json::json!({
+            "title": "Pay rent", "description": "d", "priority": "high", "tags": ["home"],
+            "due_at": "2027-01-31T09:00:00Z", "remind_before_minutes": 60,
+            "recurrence": {"frequency": "monthly", "interval": 1}
+        }))
+        .unwrap()
+        .into_task(Uuid::now_v7(), "alice", now);
+        done.completed = true;
+        done.completed_at = Some(now);
+        done.version = 2;
+        let next = next_occurrence(&done, Some(31), Uuid::now_v7(), now).unwrap();
+        assert_eq!(next.due_at, time::parse_rfc3339("2027-02-28T09:00:00Z"));
+        assert_eq!(next.parent_task_id, Some(done.id));
+        assert!(!next.completed && next.completed_at.is_none());
+        assert_eq!(
+            (next.version, next.priority, next.remind_before_minutes),
+            (1, done.priority, Some(60))
+        );
+        assert_eq!(
+            (next.tags.clone(), next.description.clone(), next.recurrence),
+            (done.tags.clone(), done.description.clone(), done.recurrence)
+        );
+        let after = next_occurrence(&next, Some(31), Uuid::now_v7(), now).unwrap();
+        assert_eq!(after.due_at, time::parse_rfc3339("2027-03-31T09:00:00Z"));
+    }
+}

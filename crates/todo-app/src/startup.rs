@@ -1,0 +1,211 @@
+//! Building and running the application.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use secrecy::SecretString;
+use todo_bus::EventBus;
+use todo_bus::memory::MemoryBus;
+use todo_telemetry::Metrics;
+use tokio::net::TcpListener;
+use tokio::sync::Notify;
+use tokio::task::JoinSet;
+
+use crate::config::{BusKind, ServeSettings, Service};
+use crate::http;
+use crate::services::consumer::{self, Handler};
+use crate::services::webhook::WebhookConfig;
+use crate::services::{audit, notification, recurring, sync, webhook};
+use crate::shutdown::Shutdown;
+use crate::state::{AppState, Readiness};
+
+/// A built application: listener bound, store open and migrated, nothing running yet.
+pub struct Application {
+    listener: TcpListener,
+    state: AppState,
+    shutdown: Shutdown,
+    webhook: Option<WebhookConfig>,
+    shutdown_timeout: Duration,
+    started: Instant,
+}
+
+impl Application {
+    /// Opens the store, builds the bus and binds the listener.
+    pub async fn build(settings: ServeSettings) -> anyhow::Result<Self> {
+        let started = Instant::now();
+        settings.validate()?;
+        let database_url = settings.common.database_url()?;
+        let store = todo_store::connect(&database_url)
+            .await
+            .context("cannot open the store named by DATABASE_URL")?;
+        let bus: Arc<dyn EventBus> = match settings.bus {
+            BusKind::Memory => Arc::new(MemoryBus::new(store.clone())),
+            other => anyhow::bail!("TODO_BUS={other:?} is not available in this build"),
+        };
+        let verifier = settings.common.verifier()?;
+        let metrics = Metrics::new();
+        let hub = Arc::new(sync::Hub::new(settings.ws_queue as usize, metrics.clone()));
+        let (shutdown, signal) = Shutdown::new();
+        let listener = TcpListener::bind(settings.listen_addr)
+            .await
+            .with_context(|| {
+                format!("cannot listen on TODO_LISTEN_ADDR {}", settings.listen_addr)
+            })?;
+        let webhook = match (
+            &settings.notify_webhook_url,
+            &settings.notify_webhook_secret,
+        ) {
+            (Some(url), Some(secret)) => Some(WebhookConfig {
+                url: url.clone(),
+                secret: SecretString::from(secrecy::ExposeSecret::expose_secret(secret).to_owned()),
+                retry_base: Duration::from_millis(settings.notify_webhook_retry_ms),
+                max_attempts: settings.notify_webhook_max_attempts,
+            }),
+            _ => None,
+        };
+        let state = AppState {
+            store,
+            bus,
+            verifier,
+            metrics,
+            hub,
+            readiness: Arc::new(Readiness::default()),
+            shutdown: signal,
+            services: settings.services.clone(),
+            ws_ping: Duration::from_secs(settings.ws_ping_secs),
+            openapi: Arc::default(),
+        };
+        Ok(Application {
+            listener,
+            state,
+            shutdown,
+            webhook,
+            shutdown_timeout: Duration::from_secs(settings.shutdown_timeout_secs),
+            started,
+        })
+    }
+
+    /// The bound address (useful with port 0).
+    pub fn local_addr(&self) -> anyhow::Result<SocketAddr> {
+        Ok(self.listener.local_addr()?)
+    }
+
+    fn spawn_services(&self, tasks: &mut JoinSet<()>) {
+        let state = &self.state;
+        let mut handlers: Vec<Arc<dyn Handler>> = Vec::new();
+        let schedule_changed = Arc::new(Notify::new());
+        for service in state.services.iter() {
+            match service {
+                Service::Api => {}
+                Service::Recurring => {
+                    handlers.push(Arc::new(recurring::Recurring::new(state.store.clone())))
+                }
+                Service::Notification => {
+                    handlers.push(Arc::new(notification::Planner::new(
+                        state.store.clone(),
+                        schedule_changed.clone(),
+                    )));
+                    let webhook_wake = self.webhook.as_ref().map(|_| Arc::new(Notify::new()));
+                    tasks.spawn(notification::run_scheduler(
+                        state.store.clone(),
+                        state.metrics.clone(),
+                        schedule_changed.clone(),
+                        webhook_wake.clone(),
+                        state.shutdown.clone(),
+                    ));
+                    if let (Some(config), Some(wake)) = (self.webhook.clone(), webhook_wake) {
+                        tasks.spawn(webhook::run(
+                            state.store.clone(),
+                            config,
+                            state.metrics.clone(),
+                            wake,
+                            state.shutdown.clone(),
+                        ));
+                    }
+                }
+                Service::Sync => handlers.push(Arc::new(sync::Sync::new(
+                    state.hub.clone(),
+                    state.metrics.clone(),
+                ))),
+                Service::Audit => handlers.push(Arc::new(audit::Audit::new(state.store.clone()))),
+            }
+        }
+        let lag_targets = handlers.iter().map(|h| (h.name(), h.topics())).collect();
+        for handler in handlers {
+            let running = state.readiness.register(handler.name());
+            tasks.spawn(consumer::run(
+                state.bus.clone(),
+                handler,
+                state.metrics.clone(),
+                running,
+                state.shutdown.clone(),
+            ));
+        }
+        tasks.spawn(consumer::report_lag(
+            state.bus.clone(),
+            lag_targets,
+            state.metrics.clone(),
+            state.shutdown.clone(),
+        ));
+    }
+
+    /// Serves until `stop` resolves, then shuts down gracefully: stop accepting, drain
+    /// requests, close WebSockets with 1001, let consumers finish their batch. Whatever is
+    /// still running after the shutdown timeout is abandoned (events are redelivered).
+    pub async fn run_until_stopped(
+        self,
+        stop: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let addr = self.local_addr()?;
+        let mut tasks = JoinSet::new();
+        self.spawn_services(&mut tasks);
+        self.state.metrics.process_start();
+        let router = http::router(self.state.clone());
+        let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
+        let shutdown = self.shutdown.clone();
+        let hub = self.state.hub.clone();
+        let graceful = async move {
+            stop.await;
+            shutdown.trigger();
+            hub.close_all();
+            let _ = stopping_tx.send(());
+        };
+        tracing::info!(
+            addr = %addr,
+            services = %self.state.services,
+            startup_ms = self.started.elapsed().as_secs_f64() * 1000.0,
+            "listening"
+        );
+        let server = axum::serve(self.listener, router)
+            .with_graceful_shutdown(graceful)
+            .into_future();
+        let deadline = async {
+            let _ = stopping_rx.await;
+            tokio::time::sleep(self.shutdown_timeout).await;
+        };
+        let stopping_at;
+        tokio::select! {
+            result = server => {
+                result.context("the HTTP server failed")?;
+                stopping_at = Instant::now();
+            }
+            () = deadline => {
+                tracing::warn!("requests still running at the shutdown deadline; abandoning them");
+                return Ok(());
+            }
+        }
+        let remaining = self.shutdown_timeout.saturating_sub(stopping_at.elapsed());
+        let drained = tokio::time::timeout(remaining, async {
+            while tasks.join_next().await.is_some() {}
+        })
+        .await;
+        if drained.is_err() {
+            tracing::warn!("background work still running at the shutdown deadline; abandoning it");
+        }
+        tracing::info!("stopped");
+        Ok(())
+    }
+}

@@ -1,0 +1,68 @@
+//! The event bus seam: services consume events through [`EventBus`] and [`Subscription`],
+//! whatever carries them.
+//!
+//! - [`memory::MemoryBus`] (the embedded default) reads the store's outbox directly: the
+//!   outbox *is* the durable log, and each consumer group keeps its position in the store.
+//! - A Kafka implementation fills the same traits with consumer groups and offset commits.
+//!
+//! Delivery is at-least-once: a batch handled but not yet committed when the process dies
+//! is delivered again, so consumers must be idempotent (they de-duplicate on event id or
+//! apply idempotent effects).
+
+pub mod memory;
+
+use async_trait::async_trait;
+use todo_domain::{CloudEvent, Topic};
+
+/// Result with [`BusError`].
+pub type Result<T, E = BusError> = std::result::Result<T, E>;
+
+/// What can go wrong on the bus.
+#[derive(Debug, thiserror::Error)]
+pub enum BusError {
+    /// The store behind the in-process bus failed.
+    #[error("event log unavailable: {0}")]
+    Store(#[from] todo_store::StoreError),
+    /// The configured bus is not built into this binary.
+    #[error("{0}")]
+    Unsupported(String),
+}
+
+impl BusError {
+    /// A short, bounded label for metrics and logs.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            BusError::Store(e) => e.kind(),
+            BusError::Unsupported(_) => "unsupported",
+        }
+    }
+}
+
+/// One event handed to a consumer, with the position to commit once it is handled.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Delivery {
+    /// Position in the log (per partition on Kafka; global in the embedded log).
+    pub position: i64,
+    /// The event.
+    pub event: CloudEvent,
+}
+
+/// Where consumer groups subscribe.
+#[async_trait]
+pub trait EventBus: Send + Sync + std::fmt::Debug + 'static {
+    /// Joins consumer group `group` on `topics`, resuming after the group's last commit.
+    async fn subscribe(&self, group: &str, topics: &[Topic]) -> Result<Box<dyn Subscription>>;
+
+    /// How far `group` lags behind the newest event (for `/metrics` and `/readyz`).
+    async fn lag(&self, group: &str, topics: &[Topic]) -> Result<i64>;
+}
+
+/// A consumer group member's stream of events.
+#[async_trait]
+pub trait Subscription: Send {
+    /// Waits for the next events, returning between 1 and `max` of them, oldest first.
+    async fn next_batch(&mut self, max: usize) -> Result<Vec<Delivery>>;
+
+    /// Records that every event of `batch` has been handled.
+    async fn commit(&mut self, batch: &[Delivery]) -> Result<()>;
+}

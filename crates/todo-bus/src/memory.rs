@@ -1,0 +1,92 @@
+//! The durable in-process bus: consumers read the store's outbox and commit positions to it.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use todo_domain::Topic;
+use todo_store::Store;
+use tokio::sync::watch;
+
+use crate::{Delivery, EventBus, Result, Subscription};
+
+/// How long a subscriber sleeps without a wake-up before looking anyway. Wake-ups come from
+/// the store on every append in this process; the poll only covers writers elsewhere
+/// (say, `todo migrate` or an operator's SQL).
+const IDLE_POLL: Duration = Duration::from_secs(1);
+
+/// The embedded bus.
+#[derive(Debug, Clone)]
+pub struct MemoryBus {
+    store: Arc<dyn Store>,
+}
+
+impl MemoryBus {
+    /// A bus over `store`'s outbox.
+    pub fn new(store: Arc<dyn Store>) -> Self {
+        MemoryBus { store }
+    }
+}
+
+#[async_trait]
+impl EventBus for MemoryBus {
+    async fn subscribe(&self, group: &str, topics: &[Topic]) -> Result<Box<dyn Subscription>> {
+        let position = self.store.consumer_position(group).await?;
+        Ok(Box::new(MemorySubscription {
+            store: self.store.clone(),
+            group: group.to_owned(),
+            topics: topics.to_vec(),
+            position,
+            wake: self.store.appended(),
+        }))
+    }
+
+    async fn lag(&self, group: &str, topics: &[Topic]) -> Result<i64> {
+        let position = self.store.consumer_position(group).await?;
+        Ok(self.store.count_events_after(position, topics).await?)
+    }
+}
+
+struct MemorySubscription {
+    store: Arc<dyn Store>,
+    group: String,
+    topics: Vec<Topic>,
+    /// Read position: after the last event handed out (may be ahead of the commit).
+    position: i64,
+    wake: watch::Receiver<u64>,
+}
+
+#[async_trait]
+impl Subscription for MemorySubscription {
+    async fn next_batch(&mut self, max: usize) -> Result<Vec<Delivery>> {
+        let max = i64::try_from(max.max(1)).unwrap_or(i64::MAX);
+        loop {
+            // Mark the signal seen before reading, so an append racing this read still
+            // wakes the wait below.
+            self.wake.borrow_and_update();
+            let events = self
+                .store
+                .read_events(self.position, &self.topics, max)
+                .await?;
+            if let Some(last) = events.last() {
+                self.position = last.seq;
+                return Ok(events
+                    .into_iter()
+                    .map(|e| Delivery {
+                        position: e.seq,
+                        event: e.event,
+                    })
+                    .collect());
+            }
+            // A closed channel (store dropped) leaves only the poll, which is fine.
+            let _ = tokio::time::timeout(IDLE_POLL, self.wake.changed()).await;
+        }
+    }
+
+    async fn commit(&mut self, batch: &[Delivery]) -> Result<()> {
+        if let Some(last) = batch.iter().map(|d| d.position).max() {
+            self.store.commit_position(&self.group, last).await?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,169 @@
+//! Persistence for the Todo platform behind one trait, [`Store`].
+//!
+//! Every write that changes a task also appends its CloudEvent to the outbox (`events`) in
+//! the same transaction, so a change and its event are never separated by a crash. In the
+//! embedded deployment the outbox doubles as the bus's durable log; consumers keep their
+//! positions here too. [`connect`] picks the engine from the `DATABASE_URL` scheme.
+
+mod error;
+pub mod model;
+pub mod sqlite;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use todo_domain::reminder::Notification;
+use todo_domain::{AuditEntry, CloudEvent, Reminder, ReminderPlan, Task, TaskQuery, Topic};
+use uuid::Uuid;
+
+pub use error::{Result, StoreError};
+pub use model::{AuditQuery, PageQuery, Seek, StoredEvent, WebhookDelivery, WebhookOutcome};
+use todo_domain::time::Timestamp;
+
+/// Everything the services persist. Implementations must pass `tests/conformance.rs`.
+#[async_trait]
+pub trait Store: Send + Sync + std::fmt::Debug + 'static {
+    /// Runs a trivial query: the store is reachable and answering.
+    async fn ping(&self) -> Result<()>;
+
+    /// A signal bumped after every commit that appended to the outbox in this process, so
+    /// in-process consumers wake at once instead of polling.
+    fn appended(&self) -> tokio::sync::watch::Receiver<u64>;
+
+    /// Applies pending schema migrations.
+    async fn migrate(&self) -> Result<()>;
+
+    /// Inserts a new task and its `task.created` event atomically.
+    async fn insert_task(&self, task: &Task, event: &CloudEvent) -> Result<()>;
+
+    /// The user's task, or `None` when absent or owned by someone else.
+    async fn get_task(&self, user_id: &str, id: Uuid) -> Result<Option<Task>>;
+
+    /// Replaces a task whose stored version is `expected_version` with `task` (whose
+    /// version is one higher), appending `event`. `VersionConflict` if the stored version
+    /// differs, `NotFound` if the task is gone.
+    async fn update_task(
+        &self,
+        task: &Task,
+        expected_version: i64,
+        event: &CloudEvent,
+    ) -> Result<()>;
+
+    /// Deletes a task at `expected_version`, appending its `task.deleted` event.
+    async fn delete_task(
+        &self,
+        user_id: &str,
+        id: Uuid,
+        expected_version: i64,
+        event: &CloudEvent,
+    ) -> Result<()>;
+
+    /// One page of the user's tasks matching `query`, in its order, after its cursor.
+    /// Returns up to `query.limit + 1` items: the extra one tells that more remain.
+    async fn list_tasks(&self, user_id: &str, query: &TaskQuery) -> Result<Vec<Task>>;
+
+    /// Creates `next`, the next occurrence of `parent_id`, with its event, unless one was
+    /// already created. Returns whether it was created now.
+    async fn spawn_next_occurrence(
+        &self,
+        parent_id: Uuid,
+        next: &Task,
+        event: &CloudEvent,
+    ) -> Result<bool>;
+
+    /// Events after `after` (exclusive) on any of `topics`, oldest first, at most `limit`.
+    async fn read_events(
+        &self,
+        after: i64,
+        topics: &[Topic],
+        limit: i64,
+    ) -> Result<Vec<StoredEvent>>;
+
+    /// Sequence number of the newest event (0 when none).
+    async fn last_event_seq(&self) -> Result<i64>;
+
+    /// How many events on `topics` come after `after`: a consumer's lag.
+    async fn count_events_after(&self, after: i64, topics: &[Topic]) -> Result<i64>;
+
+    /// A consumer's committed position (0 before its first commit).
+    async fn consumer_position(&self, consumer: &str) -> Result<i64>;
+
+    /// Records that `consumer` has handled every event up to `position`.
+    async fn commit_position(&self, consumer: &str, position: i64) -> Result<()>;
+
+    /// Records audit entries, skipping any whose event id is already recorded. Returns how
+    /// many were new.
+    async fn record_audit(&self, entries: &[AuditEntry]) -> Result<u64>;
+
+    /// The user's audit entries, newest first, with their sequence numbers.
+    async fn list_audit(&self, user_id: &str, query: &AuditQuery)
+    -> Result<Vec<(i64, AuditEntry)>>;
+
+    /// Applies a reminder plan for a task at `task_version`, appending `reminder.scheduled`
+    /// when a reminder is scheduled or moved. Returns the reminder if it changed.
+    async fn plan_reminder(
+        &self,
+        task_id: Uuid,
+        user_id: &str,
+        task_version: i64,
+        plan: &ReminderPlan,
+        now: Timestamp,
+        traceparent: Option<String>,
+    ) -> Result<Option<Reminder>>;
+
+    /// The earliest `remind_at` among scheduled reminders.
+    async fn next_reminder_at(&self) -> Result<Option<Timestamp>>;
+
+    /// Delivers up to `limit` scheduled reminders due at `now`: each is marked sent and
+    /// gets a notification row and a `reminder.due` event (and, when `webhook` is set, a
+    /// webhook delivery), all in one transaction. Returns the reminders delivered.
+    async fn deliver_due_reminders(
+        &self,
+        now: Timestamp,
+        limit: i64,
+        webhook: bool,
+    ) -> Result<Vec<Reminder>>;
+
+    /// The user's reminders (any status), newest `remind_at` first.
+    async fn list_reminders(&self, user_id: &str, query: &PageQuery) -> Result<Vec<Reminder>>;
+
+    /// The user's delivered reminders, newest first, with their sequence numbers.
+    async fn list_notifications(
+        &self,
+        user_id: &str,
+        query: &PageQuery,
+    ) -> Result<Vec<(i64, Notification)>>;
+
+    /// Claims up to `limit` pending webhook deliveries due at `now`: their next attempt is
+    /// moved to `lease_until`, so a delivery in flight is not picked again, and one whose
+    /// sender died is retried once the lease ends.
+    async fn claim_webhooks(
+        &self,
+        now: Timestamp,
+        lease_until: Timestamp,
+        limit: i64,
+    ) -> Result<Vec<WebhookDelivery>>;
+
+    /// The earliest next attempt among pending webhook deliveries.
+    async fn next_webhook_at(&self) -> Result<Option<Timestamp>>;
+
+    /// Records the outcome of one webhook attempt.
+    async fn finish_webhook(&self, id: i64, outcome: &WebhookOutcome, now: Timestamp)
+    -> Result<()>;
+}
+
+/// Opens the store named by `database_url` (`sqlite://path` or `sqlite::memory:`).
+pub async fn connect(database_url: &str) -> Result<Arc<dyn Store>> {
+    if database_url.starts_with("sqlite:") {
+        Ok(Arc::new(sqlite::SqliteStore::connect(database_url).await?))
+    } else if database_url.starts_with("postgres:") || database_url.starts_with("postgresql:") {
+        Err(StoreError::Unsupported(
+            "PostgreSQL is not built into this binary yet; use a sqlite:// DATABASE_URL".into(),
+        ))
+    } else {
+        Err(StoreError::Unsupported(format!(
+            "DATABASE_URL must start with sqlite:// or postgres:// (got scheme {:?})",
+            database_url.split(':').next().unwrap_or_default()
+        )))
+    }
+}

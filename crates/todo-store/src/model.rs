@@ -1,0 +1,77 @@
+//! Values the store takes and returns beside the domain types.
+
+use todo_domain::CloudEvent;
+use todo_domain::time::Timestamp;
+use uuid::Uuid;
+
+/// An event as kept in the outbox, with its position.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredEvent {
+    /// Position in the log: strictly increasing.
+    pub seq: i64,
+    /// The event itself.
+    pub event: CloudEvent,
+}
+
+/// Where a page starts: after the item with this key and id (keyset pagination).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Seek {
+    /// The previous page's last sort key.
+    pub key: i64,
+    /// Its id, breaking ties.
+    pub id: String,
+}
+
+/// A plain page request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PageQuery {
+    /// Page size (the store returns up to `limit + 1`).
+    pub limit: i64,
+    /// Start after this item.
+    pub after: Option<Seek>,
+}
+
+/// `/audit` filters and page.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditQuery {
+    /// Only this task's events.
+    pub task_id: Option<Uuid>,
+    /// Only this CloudEvent type.
+    pub event_type: Option<String>,
+    /// Page size (the store returns up to `limit + 1`).
+    pub limit: i64,
+    /// Only entries older than this sequence number.
+    pub before_seq: Option<i64>,
+}
+
+/// A webhook POST waiting to be (re)tried.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebhookDelivery {
+    /// Row id.
+    pub id: i64,
+    /// The `reminder.due` event id (the receiver de-duplicates on it).
+    pub event_id: Uuid,
+    /// The JSON body to POST: the CloudEvent.
+    pub payload: String,
+    /// Attempts made so far.
+    pub attempts: i64,
+}
+
+/// How one webhook attempt ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WebhookOutcome {
+    /// The receiver answered 2xx.
+    Delivered,
+    /// Failed; try again at this time.
+    Retry {
+        /// When to try next.
+        at: Timestamp,
+        /// Why it failed (status or transport error).
+        error: String,
+    },
+    /// Failed for the last time.
+    GaveUp {
+        /// Why the last attempt failed.
+        error: String,
+    },
+}

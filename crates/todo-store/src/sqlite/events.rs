@@ -1,0 +1,130 @@
+//! The outbox/log and the audit log.
+
+use sqlx::sqlite::SqlitePool;
+use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection};
+use todo_domain::{AuditEntry, CloudEvent, Topic};
+
+use super::rows;
+use crate::{AuditQuery, Result, StoreError, StoredEvent};
+
+/// Appends `event` to the outbox inside the caller's transaction.
+pub(super) async fn append(conn: &mut SqliteConnection, event: &CloudEvent) -> Result<()> {
+    let topic = event
+        .topic()
+        .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    sqlx::query("INSERT INTO events (id, topic, key, payload, created_at) VALUES (?, ?, ?, ?, ?)")
+        .bind(event.id.to_string())
+        .bind(topic.as_str())
+        .bind(event.user_id().unwrap_or_default())
+        .bind(serde_json::to_string(event)?)
+        .bind(todo_domain::time::now().timestamp_micros())
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+pub(super) async fn read(
+    pool: &SqlitePool,
+    after: i64,
+    topics: &[Topic],
+    limit: i64,
+) -> Result<Vec<StoredEvent>> {
+    let mut sql: QueryBuilder<Sqlite> =
+        QueryBuilder::new("SELECT seq, payload FROM events WHERE seq > ");
+    sql.push_bind(after).push(" AND topic IN (");
+    let mut names = sql.separated(", ");
+    for topic in topics {
+        names.push_bind(topic.as_str());
+    }
+    sql.push(") ORDER BY seq LIMIT ").push_bind(limit);
+    let rows = sql.build().fetch_all(pool).await?;
+    rows.iter()
+        .map(|row| {
+            Ok(StoredEvent {
+                seq: row.try_get("seq")?,
+                event: serde_json::from_str(&row.try_get::<String, _>("payload")?)?,
+            })
+        })
+        .collect()
+}
+
+pub(super) async fn count_after(pool: &SqlitePool, after: i64, topics: &[Topic]) -> Result<i64> {
+    let mut sql: QueryBuilder<Sqlite> =
+        QueryBuilder::new("SELECT COUNT(*) FROM events WHERE seq > ");
+    sql.push_bind(after).push(" AND topic IN (");
+    let mut names = sql.separated(", ");
+    for topic in topics {
+        names.push_bind(topic.as_str());
+    }
+    sql.push(")");
+    Ok(sql.build_query_scalar().fetch_one(pool).await?)
+}
+
+pub(super) async fn record_audit(pool: &SqlitePool, entries: &[AuditEntry]) -> Result<u64> {
+    if entries.is_empty() {
+        return Ok(0);
+    }
+    let mut tx = pool.begin().await?;
+    let mut inserted = 0;
+    for entry in entries {
+        inserted += sqlx::query(
+            "INSERT INTO audit_log (event_id, user_id, event_type, task_id, occurred_at, recorded_at, source, data)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (event_id) DO NOTHING",
+        )
+        .bind(entry.event_id.to_string())
+        .bind(entry.user_id.as_str())
+        .bind(entry.event_type.as_str())
+        .bind(entry.task_id.map(|id| id.to_string()))
+        .bind(entry.occurred_at.timestamp_micros())
+        .bind(entry.recorded_at.timestamp_micros())
+        .bind(entry.source.as_str())
+        .bind(serde_json::to_string(&entry.data)?)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+    }
+    tx.commit().await?;
+    Ok(inserted)
+}
+
+pub(super) async fn list_audit(
+    pool: &SqlitePool,
+    user_id: &str,
+    query: &AuditQuery,
+) -> Result<Vec<(i64, AuditEntry)>> {
+    let mut sql: QueryBuilder<Sqlite> = QueryBuilder::new(
+        "SELECT seq, event_id, user_id, event_type, task_id, occurred_at, recorded_at, source, data
+         FROM audit_log WHERE user_id = ",
+    );
+    sql.push_bind(user_id);
+    if let Some(task_id) = query.task_id {
+        sql.push(" AND task_id = ").push_bind(task_id.to_string());
+    }
+    if let Some(event_type) = &query.event_type {
+        sql.push(" AND event_type = ").push_bind(event_type.clone());
+    }
+    if let Some(before) = query.before_seq {
+        sql.push(" AND seq < ").push_bind(before);
+    }
+    sql.push(" ORDER BY seq DESC LIMIT ")
+        .push_bind(query.limit + 1);
+    let rows = sql.build().fetch_all(pool).await?;
+    rows.iter()
+        .map(|row| {
+            let entry = AuditEntry {
+                event_id: rows::uuid(&row.try_get::<String, _>("event_id")?)?,
+                event_type: row.try_get("event_type")?,
+                task_id: row
+                    .try_get::<Option<String>, _>("task_id")?
+                    .map(|raw| rows::uuid(&raw))
+                    .transpose()?,
+                user_id: row.try_get("user_id")?,
+                occurred_at: rows::time(row.try_get("occurred_at")?)?,
+                recorded_at: rows::time(row.try_get("recorded_at")?)?,
+                source: row.try_get("source")?,
+                data: serde_json::from_str(&row.try_get::<String, _>("data")?)?,
+            };
+            Ok((row.try_get("seq")?, entry))
+        })
+        .collect()
+}

@@ -1,0 +1,305 @@
+//! The SQLite store: the embedded default.
+//!
+//! One writer connection and a small pool of read-only connections. SQLite allows one
+//! writer at a time anyway; funnelling writes through one connection queues them in the
+//! pool instead of failing with `SQLITE_BUSY`, while WAL lets reads run beside the writer.
+//! `synchronous=NORMAL` in WAL mode makes a commit survive a process crash (`kill -9`);
+//! `TODO_SQLITE_SYNCHRONOUS=full` extends that to power loss at some cost in write speed.
+
+mod events;
+mod reminders;
+mod rows;
+mod tasks;
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+use todo_domain::reminder::Notification;
+use todo_domain::time::Timestamp;
+use todo_domain::{AuditEntry, CloudEvent, Reminder, ReminderPlan, Task, TaskQuery, Topic};
+use uuid::Uuid;
+
+use crate::{AuditQuery, PageQuery, Result, Store, StoredEvent, WebhookDelivery, WebhookOutcome};
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+
+/// SQLite-backed [`Store`].
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    writer: SqlitePool,
+    reader: SqlitePool,
+    appended: std::sync::Arc<tokio::sync::watch::Sender<u64>>,
+}
+
+impl SqliteStore {
+    /// Opens (creating if missing) the database at `url` and applies migrations.
+    pub async fn connect(url: &str) -> Result<Self> {
+        let synchronous = match std::env::var("TODO_SQLITE_SYNCHRONOUS").as_deref() {
+            Ok("full") => SqliteSynchronous::Full,
+            _ => SqliteSynchronous::Normal,
+        };
+        let options = SqliteConnectOptions::from_str(url)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(synchronous)
+            .busy_timeout(Duration::from_secs(10))
+            .pragma("temp_store", "memory")
+            .pragma("cache_size", "-16000");
+        let in_memory = url.contains(":memory:") || url.contains("mode=memory");
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .min_connections(1)
+            .idle_timeout(None)
+            .max_lifetime(None)
+            .connect_with(options.clone())
+            .await?;
+        MIGRATOR.run(&writer).await?;
+        let reader = if in_memory {
+            writer.clone()
+        } else {
+            SqlitePoolOptions::new()
+                .max_connections(4)
+                .idle_timeout(None)
+                .max_lifetime(None)
+                .connect_with(options.read_only(true))
+                .await?
+        };
+        let (appended, _) = tokio::sync::watch::channel(0);
+        Ok(SqliteStore {
+            writer,
+            reader,
+            appended: std::sync::Arc::new(appended),
+        })
+    }
+
+    fn signal_append(&self) {
+        self.appended.send_modify(|n| *n = n.wrapping_add(1));
+    }
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1").execute(&self.reader).await?;
+        Ok(())
+    }
+
+    fn appended(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.appended.subscribe()
+    }
+
+    async fn migrate(&self) -> Result<()> {
+        MIGRATOR.run(&self.writer).await?;
+        Ok(())
+    }
+
+    async fn insert_task(&self, task: &Task, event: &CloudEvent) -> Result<()> {
+        let mut tx = self.writer.begin().await?;
+        tasks::insert(&mut tx, task).await?;
+        events::append(&mut tx, event).await?;
+        tx.commit().await?;
+        self.signal_append();
+        Ok(())
+    }
+
+    async fn get_task(&self, user_id: &str, id: Uuid) -> Result<Option<Task>> {
+        tasks::get(&self.reader, user_id, id).await
+    }
+
+    async fn update_task(
+        &self,
+        task: &Task,
+        expected_version: i64,
+        event: &CloudEvent,
+    ) -> Result<()> {
+        let mut tx = self.writer.begin().await?;
+        tasks::update(&mut tx, task, expected_version).await?;
+        events::append(&mut tx, event).await?;
+        tx.commit().await?;
+        self.signal_append();
+        Ok(())
+    }
+
+    async fn delete_task(
+        &self,
+        user_id: &str,
+        id: Uuid,
+        expected_version: i64,
+        event: &CloudEvent,
+    ) -> Result<()> {
+        let mut tx = self.writer.begin().await?;
+        tasks::delete(&mut tx, user_id, id, expected_version).await?;
+        events::append(&mut tx, event).await?;
+        tx.commit().await?;
+        self.signal_append();
+        Ok(())
+    }
+
+    async fn list_tasks(&self, user_id: &str, query: &TaskQuery) -> Result<Vec<Task>> {
+        tasks::list(&self.reader, user_id, query).await
+    }
+
+    async fn spawn_next_occurrence(
+        &self,
+        parent_id: Uuid,
+        next: &Task,
+        event: &CloudEvent,
+    ) -> Result<bool> {
+        let mut tx = self.writer.begin().await?;
+        let claimed = sqlx::query(
+            "INSERT INTO recurrence_spawns (parent_task_id, child_task_id, created_at) VALUES (?, ?, ?)
+             ON CONFLICT (parent_task_id) DO NOTHING",
+        )
+        .bind(parent_id.to_string())
+        .bind(next.id.to_string())
+        .bind(next.created_at.timestamp_micros())
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            == 1;
+        if claimed {
+            tasks::insert(&mut tx, next).await?;
+            events::append(&mut tx, event).await?;
+        }
+        tx.commit().await?;
+        if claimed {
+            self.signal_append();
+        }
+        Ok(claimed)
+    }
+
+    async fn read_events(
+        &self,
+        after: i64,
+        topics: &[Topic],
+        limit: i64,
+    ) -> Result<Vec<StoredEvent>> {
+        events::read(&self.reader, after, topics, limit).await
+    }
+
+    async fn last_event_seq(&self) -> Result<i64> {
+        let seq: Option<i64> = sqlx::query_scalar("SELECT MAX(seq) FROM events")
+            .fetch_one(&self.reader)
+            .await?;
+        Ok(seq.unwrap_or(0))
+    }
+
+    async fn count_events_after(&self, after: i64, topics: &[Topic]) -> Result<i64> {
+        events::count_after(&self.reader, after, topics).await
+    }
+
+    async fn consumer_position(&self, consumer: &str) -> Result<i64> {
+        // Read through the writer: a consumer resuming must see its own latest commit.
+        let position: Option<i64> =
+            sqlx::query_scalar("SELECT position FROM consumer_positions WHERE consumer = ?")
+                .bind(consumer)
+                .fetch_optional(&self.writer)
+                .await?;
+        Ok(position.unwrap_or(0))
+    }
+
+    async fn commit_position(&self, consumer: &str, position: i64) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO consumer_positions (consumer, position, updated_at) VALUES (?, ?, ?)
+             ON CONFLICT (consumer) DO UPDATE SET position = MAX(position, excluded.position), updated_at = excluded.updated_at",
+        )
+        .bind(consumer)
+        .bind(position)
+        .bind(todo_domain::time::now().timestamp_micros())
+        .execute(&self.writer)
+        .await?;
+        Ok(())
+    }
+
+    async fn record_audit(&self, entries: &[AuditEntry]) -> Result<u64> {
+        events::record_audit(&self.writer, entries).await
+    }
+
+    async fn list_audit(
+        &self,
+        user_id: &str,
+        query: &AuditQuery,
+    ) -> Result<Vec<(i64, AuditEntry)>> {
+        events::list_audit(&self.reader, user_id, query).await
+    }
+
+    async fn plan_reminder(
+        &self,
+        task_id: Uuid,
+        user_id: &str,
+        task_version: i64,
+        plan: &ReminderPlan,
+        now: Timestamp,
+        traceparent: Option<String>,
+    ) -> Result<Option<Reminder>> {
+        let changed = reminders::plan(
+            &self.writer,
+            task_id,
+            user_id,
+            task_version,
+            plan,
+            now,
+            traceparent,
+        )
+        .await?;
+        if changed.is_some() {
+            self.signal_append();
+        }
+        Ok(changed)
+    }
+
+    async fn next_reminder_at(&self) -> Result<Option<Timestamp>> {
+        reminders::next_at(&self.writer).await
+    }
+
+    async fn deliver_due_reminders(
+        &self,
+        now: Timestamp,
+        limit: i64,
+        webhook: bool,
+    ) -> Result<Vec<Reminder>> {
+        let delivered = reminders::deliver_due(&self.writer, now, limit, webhook).await?;
+        if !delivered.is_empty() {
+            self.signal_append();
+        }
+        Ok(delivered)
+    }
+
+    async fn list_reminders(&self, user_id: &str, query: &PageQuery) -> Result<Vec<Reminder>> {
+        reminders::list(&self.reader, user_id, query).await
+    }
+
+    async fn list_notifications(
+        &self,
+        user_id: &str,
+        query: &PageQuery,
+    ) -> Result<Vec<(i64, Notification)>> {
+        reminders::list_notifications(&self.reader, user_id, query).await
+    }
+
+    async fn claim_webhooks(
+        &self,
+        now: Timestamp,
+        lease_until: Timestamp,
+        limit: i64,
+    ) -> Result<Vec<WebhookDelivery>> {
+        reminders::claim_webhooks(&self.writer, now, lease_until, limit).await
+    }
+
+    async fn next_webhook_at(&self) -> Result<Option<Timestamp>> {
+        reminders::next_webhook_at(&self.writer).await
+    }
+
+    async fn finish_webhook(
+        &self,
+        id: i64,
+        outcome: &WebhookOutcome,
+        now: Timestamp,
+    ) -> Result<()> {
+        reminders::finish_webhook(&self.writer, id, outcome, now).await
+    }
+}

@@ -1,0 +1,72 @@
+//! The `todo` binary: parse the command line, set up logging, dispatch.
+
+mod cli;
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Parser;
+use todo_app::shutdown::os_signal;
+use todo_app::startup::Application;
+
+use cli::{Cli, Command};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let command = cli.command.unwrap_or(Command::Serve(cli.serve));
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(command)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = format!("{e:#}"), "exiting on error");
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Serve(settings) => {
+            let service = if settings.services == todo_app::config::ServiceSet::all() {
+                "todo".to_owned()
+            } else {
+                settings.services.to_string()
+            };
+            let _guard = todo_telemetry::init(settings.common.log_format, &service, "info")?;
+            let app = Application::build(settings).await?;
+            app.run_until_stopped(os_signal()).await
+        }
+        Command::Migrate(common) => {
+            let _guard = todo_telemetry::init(common.log_format, "migrate", "info")?;
+            let store = todo_store::connect(&common.database_url()?)
+                .await
+                .context("cannot open the store")?;
+            store.migrate().await.context("migration failed")?;
+            tracing::info!("migrations applied");
+            Ok(())
+        }
+        Command::Token(args) => {
+            let secret = args.common.jwt_secret()?.context(
+                "no HS256 secret: TODO_JWT_SECRET is unset and a JWKS URL is configured",
+            )?;
+            let token = todo_auth::mint_hs256(
+                &secret,
+                &args.user,
+                Duration::from_secs(args.ttl_secs),
+                args.common.jwt_issuer.as_deref(),
+                args.common.jwt_audience.as_deref(),
+            )
+            .context("cannot sign the token")?;
+            println!("{token}");
+            Ok(())
+        }
+    }
+}
