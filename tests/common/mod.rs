@@ -1,0 +1,374 @@
+//! Test harness: starts the real `todo` binary on a free port with its own data directory,
+//! and talks to it over HTTP and WebSocket.
+#![allow(dead_code)] // each test binary uses a different part of the harness
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+use tokio_tungstenite::tungstenite::Message;
+
+/// The HS256 secret every test server uses, so tests can mint tokens.
+pub const SECRET: &str = "test-secret-0123456789abcdef0123456789abcdef";
+
+/// A WebSocket connected to the server.
+pub type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// How to start a server.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// Extra environment variables.
+    pub env: Vec<(String, String)>,
+    /// Reuse this data directory (for restarts); a fresh temp dir when `None`.
+    pub data_dir: Option<PathBuf>,
+}
+
+impl Options {
+    /// Adds an environment variable.
+    pub fn env(mut self, key: &str, value: impl Into<String>) -> Self {
+        self.env.push((key.into(), value.into()));
+        self
+    }
+}
+
+/// A running server.
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub base: String,
+    pub client: reqwest::Client,
+    pub data_dir: PathBuf,
+    child: Option<Child>,
+    logs: Arc<Mutex<Vec<String>>>,
+    _temp: Option<tempfile::TempDir>,
+}
+
+/// Path of the binary under test.
+pub fn binary() -> &'static str {
+    env!("CARGO_BIN_EXE_todo")
+}
+
+impl TestApp {
+    /// Starts a server with default settings in a fresh data directory.
+    pub async fn spawn() -> TestApp {
+        Self::spawn_with(Options::default()).await
+    }
+
+    /// Starts a server with `options`, waiting until it logs that it listens.
+    pub async fn spawn_with(options: Options) -> TestApp {
+        let (temp, data_dir) = match options.data_dir.clone() {
+            Some(dir) => (None, dir),
+            None => {
+                let temp = tempfile::tempdir().expect("temp dir");
+                let dir = temp.path().to_path_buf();
+                (Some(temp), dir)
+            }
+        };
+        let mut command = Command::new(binary());
+        command
+            .arg("serve")
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("TODO_LISTEN_ADDR", "127.0.0.1:0")
+            .env("TODO_DATA_DIR", &data_dir)
+            .env("TODO_JWT_SECRET", SECRET)
+            .env("TODO_LOG_FORMAT", "json")
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        for (k, v) in &options.env {
+            command.env(k, v);
+        }
+        let mut child = command.spawn().expect("start the todo binary");
+        let logs = Arc::new(Mutex::new(Vec::new()));
+        let (addr_tx, addr_rx) = tokio::sync::oneshot::channel();
+        let stdout = child.stdout.take().expect("stdout");
+        let stderr = child.stderr.take().expect("stderr");
+        {
+            let logs = logs.clone();
+            tokio::spawn(async move {
+                let mut addr_tx = Some(addr_tx);
+                let mut lines = BufReader::new(stdout).lines();
+                while let Ok(Some(line)) = lines.next_line().await {
+                    if let Ok(v) = serde_json::from_str::<Value>(&line)
+                        && v["message"] == "listening"
+                        && let Some(tx) = addr_tx.take()
+                    {
+                        let _ = tx.send(v["addr"].as_str().unwrap_or_default().to_owned());
+                    }
+                    logs.lock().unwrap().push(line);
+                }
+            });
+        }
+        {
+            let logs = logs.clone();
+            tokio::spawn(async move {
+                let mut lines = BufReader::new(stderr).lines();
+                while let Ok(Some(line)) = lines.next_line().await {
+                    logs.lock().unwrap().push(format!("stderr: {line}"));
+                }
+            });
+        }
+        let addr = match tokio::time::timeout(Duration::from_secs(30), addr_rx).await {
+            Ok(Ok(addr)) => addr.parse().expect("listening addr"),
+            _ => {
+                let status = child.try_wait().ok().flatten();
+                panic!(
+                    "server did not start (exit: {status:?}); logs:\n{}",
+                    logs.lock().unwrap().join("\n")
+                );
+            }
+        };
+        TestApp {
+            addr,
+            base: format!("http://{addr}"),
+            client: reqwest::Client::builder()
+                .pool_max_idle_per_host(16)
+                .build()
+                .unwrap(),
+            data_dir,
+            child: Some(child),
+            logs,
+            _temp: temp,
+        }
+    }
+
+    /// Everything the server printed so far (stdout JSON lines, then `stderr:` lines).
+    pub fn logs(&self) -> Vec<String> {
+        self.logs.lock().unwrap().clone()
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().and_then(|c| c.id()).expect("running")
+    }
+
+    /// SIGKILL: no chance to clean up.
+    pub async fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.start_kill().expect("kill -9");
+            let _ = child.wait().await;
+        }
+    }
+
+    /// SIGTERM, then waits for exit; returns how long it took and whether it exited cleanly.
+    pub async fn terminate(&mut self) -> (Duration, bool) {
+        let mut child = self.child.take().expect("running");
+        let started = Instant::now();
+        let pid = child.id().expect("pid");
+        let status = std::process::Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let exit = tokio::time::timeout(Duration::from_secs(20), child.wait())
+            .await
+            .expect("server did not exit within 20 s of SIGTERM")
+            .unwrap();
+        (started.elapsed(), exit.success())
+    }
+
+    /// Keeps the data directory alive past this app (for restarts).
+    pub fn take_temp(&mut self) -> Option<tempfile::TempDir> {
+        self._temp.take()
+    }
+
+    /// A token for `user`.
+    pub fn token(&self, user: &str) -> String {
+        token(user)
+    }
+
+    /// `{base}/api/{user}{path}`.
+    pub fn url(&self, user: &str, path: &str) -> String {
+        format!("{}/api/{}{}", self.base, user, path)
+    }
+
+    /// An authenticated request as `user` to `/api/{user}{path}`.
+    pub fn request(
+        &self,
+        method: reqwest::Method,
+        user: &str,
+        path: &str,
+    ) -> reqwest::RequestBuilder {
+        self.client
+            .request(method, self.url(user, path))
+            .bearer_auth(self.token(user))
+    }
+
+    /// `POST /api/{user}/tasks`, asserting 201; returns the task.
+    pub async fn create_task(&self, user: &str, body: Value) -> Value {
+        let response = self
+            .request(reqwest::Method::POST, user, "/tasks")
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status();
+        let text = response.text().await.unwrap();
+        assert_eq!(status, 201, "create failed: {text}");
+        serde_json::from_str(&text).unwrap()
+    }
+
+    /// `GET /api/{user}/tasks/{id}` as JSON, or `None` on 404.
+    pub async fn get_task(&self, user: &str, id: &str) -> Option<Value> {
+        let response = self
+            .request(reqwest::Method::GET, user, &format!("/tasks/{id}"))
+            .send()
+            .await
+            .unwrap();
+        match response.status().as_u16() {
+            200 => Some(response.json().await.unwrap()),
+            404 => None,
+            other => panic!("unexpected status {other}"),
+        }
+    }
+
+    /// `PATCH .../complete` with an optional body; returns the task.
+    pub async fn complete_task(&self, user: &str, id: &str, completed: Option<bool>) -> Value {
+        let mut request = self.request(
+            reqwest::Method::PATCH,
+            user,
+            &format!("/tasks/{id}/complete"),
+        );
+        if let Some(completed) = completed {
+            request = request.json(&json!({ "completed": completed }));
+        }
+        let response = request.send().await.unwrap();
+        assert_eq!(response.status(), 200);
+        response.json().await.unwrap()
+    }
+
+    /// `GET /api/{user}{path}` as JSON (asserting 200).
+    pub async fn get_json(&self, user: &str, path: &str) -> Value {
+        let response = self
+            .request(reqwest::Method::GET, user, path)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status();
+        let text = response.text().await.unwrap();
+        assert_eq!(status, 200, "GET {path}: {text}");
+        serde_json::from_str(&text).unwrap()
+    }
+
+    /// Every task of `user` (following cursors) for the given query string.
+    pub async fn list_all(&self, user: &str, query: &str) -> Vec<Value> {
+        let mut items = Vec::new();
+        let mut cursor: Option<String> = None;
+        loop {
+            let mut path = format!("/tasks?limit=200&{query}");
+            if let Some(c) = &cursor {
+                path.push_str(&format!("&cursor={c}"));
+            }
+            let page = self.get_json(user, &path).await;
+            items.extend(page["items"].as_array().unwrap().iter().cloned());
+            match page["next_cursor"].as_str() {
+                Some(c) => cursor = Some(c.to_owned()),
+                None => return items,
+            }
+        }
+    }
+
+    /// Opens the user's WebSocket with a header token.
+    pub async fn connect_ws(&self, user: &str) -> Ws {
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+        let mut request = format!("ws://{}/api/{}/ws", self.addr, user)
+            .into_client_request()
+            .unwrap();
+        request.headers_mut().insert(
+            "authorization",
+            format!("Bearer {}", self.token(user)).parse().unwrap(),
+        );
+        let (ws, response) = tokio_tungstenite::connect_async(request)
+            .await
+            .expect("ws connect");
+        assert_eq!(response.status(), 101);
+        ws
+    }
+
+    /// Polls `/readyz` until 200.
+    pub async fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Ok(r) = self
+                .client
+                .get(format!("{}/readyz", self.base))
+                .send()
+                .await
+                && r.status() == 200
+            {
+                return;
+            }
+            assert!(Instant::now() < deadline, "not ready within 10 s");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+/// A token for `user`, signed with [`SECRET`], valid for an hour.
+pub fn token(user: &str) -> String {
+    todo_auth::mint_hs256(
+        &SECRET.to_owned().into(),
+        user,
+        Duration::from_secs(3600),
+        None,
+        None,
+    )
+    .unwrap()
+}
+
+/// Next text message as JSON, or `None` if nothing arrives within `wait`.
+pub async fn next_event(ws: &mut Ws, wait: Duration) -> Option<Value> {
+    let deadline = Instant::now() + wait;
+    loop {
+        let left = deadline.checked_duration_since(Instant::now())?;
+        match tokio::time::timeout(left, ws.next()).await {
+            Ok(Some(Ok(Message::Text(text)))) => return Some(serde_json::from_str(&text).unwrap()),
+            Ok(Some(Ok(_))) => continue,
+            _ => return None,
+        }
+    }
+}
+
+/// Waits until `check` returns `Some`, polling every 20 ms, up to `wait`.
+pub async fn eventually<T, F, Fut>(wait: Duration, mut check: F) -> Option<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + wait;
+    loop {
+        if let Some(v) = check().await {
+            return Some(v);
+        }
+        if Instant::now() > deadline {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Counts rows of a table in the server's SQLite file (read-only; for crash checks).
+pub async fn sqlite_scalar(data_dir: &Path, sql: &str) -> i64 {
+    use sqlx::ConnectOptions;
+    let mut conn = sqlx::sqlite::SqliteConnectOptions::new()
+        .filename(data_dir.join("todo.db"))
+        .read_only(true)
+        .connect()
+        .await
+        .unwrap();
+    sqlx::query_scalar(sql).fetch_one(&mut conn).await.unwrap()
+}
+
+/// Parses a JSON log line into a map (for log-format assertions).
+pub fn log_fields(line: &str) -> Option<HashMap<String, Value>> {
+    serde_json::from_str(line).ok()
+}
