@@ -9,6 +9,7 @@
 
 pub mod config;
 pub mod http;
+pub mod metered;
 pub mod services;
 pub mod shutdown;
 pub mod startup;

@@ -38,15 +38,17 @@ impl Application {
         let started = Instant::now();
         settings.validate()?;
         let database_url = settings.common.database_url()?;
+        let metrics = Metrics::new();
         let store = todo_store::connect(&database_url)
             .await
             .context("cannot open the store named by DATABASE_URL")?;
+        let store: Arc<dyn todo_store::Store> =
+            Arc::new(crate::metered::MeteredStore::new(store, metrics.clone()));
         let bus: Arc<dyn EventBus> = match settings.bus {
             BusKind::Memory => Arc::new(MemoryBus::new(store.clone())),
             other => anyhow::bail!("TODO_BUS={other:?} is not available in this build"),
         };
         let verifier = settings.common.verifier()?;
-        let metrics = Metrics::new();
         let hub = Arc::new(sync::Hub::new(settings.ws_queue as usize, metrics.clone()));
         let (shutdown, signal) = Shutdown::new();
         let listener = TcpListener::bind(settings.listen_addr)

@@ -1,0 +1,267 @@
+//! A [`Store`] wrapper that times every operation and counts failures by kind, so the
+//! store's latency and errors show up in `/metrics` whatever engine is behind it.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use async_trait::async_trait;
+use todo_domain::reminder::Notification;
+use todo_domain::time::Timestamp;
+use todo_domain::{AuditEntry, CloudEvent, Reminder, ReminderPlan, Task, TaskQuery, Topic};
+use todo_store::{
+    AuditQuery, PageQuery, Result, Store, StoredEvent, WebhookDelivery, WebhookOutcome,
+};
+use todo_telemetry::Metrics;
+use uuid::Uuid;
+
+/// Times and counts calls to the inner store.
+#[derive(Debug)]
+pub struct MeteredStore {
+    inner: Arc<dyn Store>,
+    metrics: Arc<Metrics>,
+}
+
+impl MeteredStore {
+    /// Wraps `inner`.
+    pub fn new(inner: Arc<dyn Store>, metrics: Arc<Metrics>) -> Self {
+        MeteredStore { inner, metrics }
+    }
+
+    async fn timed<T>(&self, op: &'static str, call: impl Future<Output = Result<T>>) -> Result<T> {
+        let started = Instant::now();
+        let result = call.await;
+        self.metrics
+            .store
+            .observe(op, started.elapsed().as_secs_f64());
+        if let Err(e) = &result {
+            // Not-found and version conflicts are answers, not failures.
+            if !matches!(
+                e,
+                todo_store::StoreError::NotFound | todo_store::StoreError::VersionConflict { .. }
+            ) {
+                self.metrics.store.error(op, e.kind());
+            }
+        }
+        result
+    }
+
+    /// Counts a task event once its write committed.
+    fn published<T>(&self, result: Result<T>, event: &CloudEvent) -> Result<T> {
+        if result.is_ok() {
+            self.metrics.events.published(&event.event_type);
+        }
+        result
+    }
+}
+
+#[async_trait]
+impl Store for MeteredStore {
+    async fn ping(&self) -> Result<()> {
+        self.timed("ping", self.inner.ping()).await
+    }
+
+    fn appended(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.inner.appended()
+    }
+
+    async fn migrate(&self) -> Result<()> {
+        self.timed("migrate", self.inner.migrate()).await
+    }
+
+    async fn insert_task(&self, task: &Task, event: &CloudEvent) -> Result<()> {
+        let result = self
+            .timed("insert_task", self.inner.insert_task(task, event))
+            .await;
+        self.published(result, event)
+    }
+
+    async fn get_task(&self, user_id: &str, id: Uuid) -> Result<Option<Task>> {
+        self.timed("get_task", self.inner.get_task(user_id, id))
+            .await
+    }
+
+    async fn update_task(
+        &self,
+        task: &Task,
+        expected_version: i64,
+        event: &CloudEvent,
+    ) -> Result<()> {
+        let result = self
+            .timed(
+                "update_task",
+                self.inner.update_task(task, expected_version, event),
+            )
+            .await;
+        self.published(result, event)
+    }
+
+    async fn delete_task(
+        &self,
+        user_id: &str,
+        id: Uuid,
+        expected_version: i64,
+        event: &CloudEvent,
+    ) -> Result<()> {
+        let result = self
+            .timed(
+                "delete_task",
+                self.inner.delete_task(user_id, id, expected_version, event),
+            )
+            .await;
+        self.published(result, event)
+    }
+
+    async fn list_tasks(&self, user_id: &str, query: &TaskQuery) -> Result<Vec<Task>> {
+        self.timed("list_tasks", self.inner.list_tasks(user_id, query))
+            .await
+    }
+
+    async fn spawn_next_occurrence(
+        &self,
+        parent_id: Uuid,
+        next: &Task,
+        event: &CloudEvent,
+    ) -> Result<bool> {
+        let created = self
+            .timed(
+                "spawn_next_occurrence",
+                self.inner.spawn_next_occurrence(parent_id, next, event),
+            )
+            .await;
+        if matches!(created, Ok(true)) {
+            self.metrics.events.published(&event.event_type);
+        }
+        created
+    }
+
+    async fn read_events(
+        &self,
+        after: i64,
+        topics: &[Topic],
+        limit: i64,
+    ) -> Result<Vec<StoredEvent>> {
+        self.timed("read_events", self.inner.read_events(after, topics, limit))
+            .await
+    }
+
+    async fn last_event_seq(&self) -> Result<i64> {
+        self.timed("last_event_seq", self.inner.last_event_seq())
+            .await
+    }
+
+    async fn count_events_after(&self, after: i64, topics: &[Topic]) -> Result<i64> {
+        self.timed(
+            "count_events_after",
+            self.inner.count_events_after(after, topics),
+        )
+        .await
+    }
+
+    async fn consumer_position(&self, consumer: &str) -> Result<i64> {
+        self.timed("consumer_position", self.inner.consumer_position(consumer))
+            .await
+    }
+
+    async fn commit_position(&self, consumer: &str, position: i64) -> Result<()> {
+        self.timed(
+            "commit_position",
+            self.inner.commit_position(consumer, position),
+        )
+        .await
+    }
+
+    async fn record_audit(&self, entries: &[AuditEntry]) -> Result<u64> {
+        self.timed("record_audit", self.inner.record_audit(entries))
+            .await
+    }
+
+    async fn list_audit(
+        &self,
+        user_id: &str,
+        query: &AuditQuery,
+    ) -> Result<Vec<(i64, AuditEntry)>> {
+        self.timed("list_audit", self.inner.list_audit(user_id, query))
+            .await
+    }
+
+    async fn plan_reminder(
+        &self,
+        task_id: Uuid,
+        user_id: &str,
+        task_version: i64,
+        plan: &ReminderPlan,
+        now: Timestamp,
+        traceparent: Option<String>,
+    ) -> Result<Option<Reminder>> {
+        let call = self
+            .inner
+            .plan_reminder(task_id, user_id, task_version, plan, now, traceparent);
+        self.timed("plan_reminder", call).await
+    }
+
+    async fn next_reminder_at(&self) -> Result<Option<Timestamp>> {
+        self.timed("next_reminder_at", self.inner.next_reminder_at())
+            .await
+    }
+
+    async fn deliver_due_reminders(
+        &self,
+        now: Timestamp,
+        limit: i64,
+        webhook: bool,
+    ) -> Result<Vec<Reminder>> {
+        self.timed(
+            "deliver_due_reminders",
+            self.inner.deliver_due_reminders(now, limit, webhook),
+        )
+        .await
+    }
+
+    async fn list_reminders(&self, user_id: &str, query: &PageQuery) -> Result<Vec<Reminder>> {
+        self.timed("list_reminders", self.inner.list_reminders(user_id, query))
+            .await
+    }
+
+    async fn list_notifications(
+        &self,
+        user_id: &str,
+        query: &PageQuery,
+    ) -> Result<Vec<(i64, Notification)>> {
+        self.timed(
+            "list_notifications",
+            self.inner.list_notifications(user_id, query),
+        )
+        .await
+    }
+
+    async fn claim_webhooks(
+        &self,
+        now: Timestamp,
+        lease_until: Timestamp,
+        limit: i64,
+    ) -> Result<Vec<WebhookDelivery>> {
+        self.timed(
+            "claim_webhooks",
+            self.inner.claim_webhooks(now, lease_until, limit),
+        )
+        .await
+    }
+
+    async fn next_webhook_at(&self) -> Result<Option<Timestamp>> {
+        self.timed("next_webhook_at", self.inner.next_webhook_at())
+            .await
+    }
+
+    async fn finish_webhook(
+        &self,
+        id: i64,
+        outcome: &WebhookOutcome,
+        now: Timestamp,
+    ) -> Result<()> {
+        self.timed(
+            "finish_webhook",
+            self.inner.finish_webhook(id, outcome, now),
+        )
+        .await
+    }
+}
