@@ -192,6 +192,11 @@ pub struct ServeSettings {
     #[arg(long, env = "TODO_WS_PING_SECS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub ws_ping_secs: u64,
 
+    /// Hours to keep consumed events in the embedded event log (`TODO_BUS=memory` with all
+    /// consumers in this process); 0 keeps them for ever.
+    #[arg(long, env = "TODO_EVENT_RETENTION_HOURS", default_value_t = 168)]
+    pub event_retention_hours: u64,
+
     /// Seconds allowed for a graceful shutdown.
     #[arg(long, env = "TODO_SHUTDOWN_TIMEOUT_SECS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=300))]
     pub shutdown_timeout_secs: u64,

@@ -157,6 +157,11 @@ impl Store for MeteredStore {
         .await
     }
 
+    async fn prune_events(&self, before: Timestamp, consumers: &[&str]) -> Result<u64> {
+        self.timed("prune_events", self.inner.prune_events(before, consumers))
+            .await
+    }
+
     async fn consumer_position(&self, consumer: &str) -> Result<i64> {
         self.timed("consumer_position", self.inner.consumer_position(consumer))
             .await

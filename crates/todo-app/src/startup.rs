@@ -18,7 +18,7 @@ use crate::config::{BusKind, ServeSettings, Service};
 use crate::http;
 use crate::services::consumer::{self, Handler};
 use crate::services::webhook::WebhookConfig;
-use crate::services::{audit, notification, recurring, sync, webhook};
+use crate::services::{audit, notification, recurring, retention, sync, webhook};
 use crate::shutdown::Shutdown;
 use crate::state::{AppState, Readiness};
 
@@ -29,6 +29,8 @@ pub struct Application {
     shutdown: Shutdown,
     webhook: Option<WebhookConfig>,
     shutdown_timeout: Duration,
+    /// Event-log retention, when this process owns the whole embedded log.
+    retention: Option<Duration>,
     started: Instant,
 }
 
@@ -86,6 +88,10 @@ impl Application {
             shutdown,
             webhook,
             shutdown_timeout: Duration::from_secs(settings.shutdown_timeout_secs),
+            retention: (settings.bus == BusKind::Memory
+                && settings.services == crate::config::ServiceSet::all()
+                && settings.event_retention_hours > 0)
+                .then(|| Duration::from_secs(settings.event_retention_hours.saturating_mul(3600))),
             started,
         })
     }
@@ -136,6 +142,15 @@ impl Application {
             }
         }
         let lag_targets = handlers.iter().map(|h| (h.name(), h.topics())).collect();
+        if let Some(retention) = self.retention {
+            let consumers = handlers.iter().map(|h| h.name()).collect();
+            tasks.spawn(retention::run(
+                state.store.clone(),
+                consumers,
+                retention,
+                state.shutdown.clone(),
+            ));
+        }
         for handler in handlers {
             let running = state.readiness.register(handler.name());
             tasks.spawn(consumer::run(

@@ -85,6 +85,10 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// How many events on `topics` come after `after`: a consumer's lag.
     async fn count_events_after(&self, after: i64, topics: &[Topic]) -> Result<i64>;
 
+    /// Deletes events older than `before` that every one of `consumers` has committed past
+    /// (nothing, if any of them has never committed). Returns how many were deleted.
+    async fn prune_events(&self, before: Timestamp, consumers: &[&str]) -> Result<u64>;
+
     /// A consumer's committed position (0 before its first commit).
     async fn consumer_position(&self, consumer: &str) -> Result<i64>;
 

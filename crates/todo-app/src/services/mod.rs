@@ -6,5 +6,6 @@ pub mod audit;
 pub mod consumer;
 pub mod notification;
 pub mod recurring;
+pub mod retention;
 pub mod sync;
 pub mod webhook;

@@ -2,6 +2,7 @@
 
 use sqlx::sqlite::SqlitePool;
 use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection};
+use todo_domain::time::Timestamp;
 use todo_domain::{AuditEntry, CloudEvent, Topic};
 
 use super::rows;
@@ -58,6 +59,31 @@ pub(super) async fn count_after(pool: &SqlitePool, after: i64, topics: &[Topic])
     }
     sql.push(")");
     Ok(sql.build_query_scalar().fetch_one(pool).await?)
+}
+
+pub(super) async fn prune(pool: &SqlitePool, before: Timestamp, consumers: &[&str]) -> Result<u64> {
+    if consumers.is_empty() {
+        return Ok(0);
+    }
+    let mut sql: QueryBuilder<Sqlite> = QueryBuilder::new(
+        "SELECT COUNT(*), MIN(position) FROM consumer_positions WHERE consumer IN (",
+    );
+    let mut names = sql.separated(", ");
+    for consumer in consumers {
+        names.push_bind(*consumer);
+    }
+    sql.push(")");
+    let row = sql.build().fetch_one(pool).await?;
+    let (known, floor): (i64, Option<i64>) = (row.try_get(0)?, row.try_get(1)?);
+    let Some(floor) = floor.filter(|_| known == consumers.len() as i64) else {
+        return Ok(0); // a consumer that never committed still needs everything
+    };
+    let done = sqlx::query("DELETE FROM events WHERE seq <= ? AND created_at < ?")
+        .bind(floor)
+        .bind(before.timestamp_micros())
+        .execute(pool)
+        .await?;
+    Ok(done.rows_affected())
 }
 
 pub(super) async fn record_audit(pool: &SqlitePool, entries: &[AuditEntry]) -> Result<u64> {

@@ -192,6 +192,10 @@ impl Store for SqliteStore {
         events::count_after(&self.reader, after, topics).await
     }
 
+    async fn prune_events(&self, before: Timestamp, consumers: &[&str]) -> Result<u64> {
+        events::prune(&self.writer, before, consumers).await
+    }
+
     async fn consumer_position(&self, consumer: &str) -> Result<i64> {
         // Read through the writer: a consumer resuming must see its own latest commit.
         let position: Option<i64> =
