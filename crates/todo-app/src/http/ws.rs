@@ -48,6 +48,14 @@ pub async fn connect(
         .into_response()
 }
 
+/// A client that stops reading fills the socket buffers and would block a plain send for
+/// ever; past this the connection is dropped, so the session still sees closes and shutdown.
+const SEND_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+async fn send(sink: &mut futures_util::stream::SplitSink<WebSocket, Message>, message: Message) -> bool {
+    matches!(tokio::time::timeout(SEND_TIMEOUT, sink.send(message)).await, Ok(Ok(())))
+}
+
 async fn session(socket: WebSocket, state: AppState, user_id: String) {
     let mut registration = state.hub.register(&user_id);
     let (mut sink, mut stream) = socket.split();
@@ -60,11 +68,16 @@ async fn session(socket: WebSocket, state: AppState, user_id: String) {
         tokio::select! {
             message = registration.messages.recv() => match message {
                 Some(text) => {
-                    if sink.send(Message::Text(text.as_ref().into())).await.is_err() {
+                    if !send(&mut sink, Message::Text(text.as_ref().into())).await {
                         break None;
                     }
                 }
-                None => break Some((close_code::AWAY, "server closed the stream")),
+                // The hub drops a slow client's queue as it signals `closed`; both are ready
+                // and `select!` may pick this one first, so ask why before choosing a code.
+                None => break Some(match registration.closed.try_recv() {
+                    Ok(CloseReason::Slow) => (close_code::POLICY, "client too slow: send queue overflowed"),
+                    _ => (close_code::AWAY, "server closed the stream"),
+                }),
             },
             reason = &mut registration.closed => break Some(match reason {
                 Ok(CloseReason::Slow) => (close_code::POLICY, "client too slow: send queue overflowed"),
@@ -74,7 +87,7 @@ async fn session(socket: WebSocket, state: AppState, user_id: String) {
             incoming = stream.next() => match incoming {
                 Some(Ok(Message::Pong(_))) => unanswered = 0,
                 Some(Ok(Message::Ping(payload))) => {
-                    if sink.send(Message::Pong(payload)).await.is_err() {
+                    if !send(&mut sink, Message::Pong(payload)).await {
                         break None;
                     }
                 }
@@ -86,20 +99,18 @@ async fn session(socket: WebSocket, state: AppState, user_id: String) {
                     break Some((close_code::AWAY, "no pong received"));
                 }
                 unanswered += 1;
-                if sink.send(Message::Ping(Default::default())).await.is_err() {
+                if !send(&mut sink, Message::Ping(Default::default())).await {
                     break None;
                 }
             }
         }
     };
     if let Some((code, reason)) = close {
-        let _ = sink
-            .send(Message::Close(Some(CloseFrame {
-                code,
-                reason: reason.into(),
-            })))
-            .await;
-        let _ = sink.flush().await;
+        let frame = CloseFrame {
+            code,
+            reason: reason.into(),
+        };
+        send(&mut sink, Message::Close(Some(frame))).await;
     }
     state.hub.unregister(&user_id, registration.id);
     tracing::info!(user_id, client = registration.id, close = ?close.map(|(c, _)| c), "WebSocket disconnected");

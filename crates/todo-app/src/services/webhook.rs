@@ -120,6 +120,7 @@ pub async fn run(
                         metrics.clone(),
                         client.clone(),
                     );
+                    let wake = wake.clone();
                     tokio::spawn(async move {
                         let _permit = permit;
                         let outcome = match attempt(&client, &config, &delivery).await {
@@ -159,6 +160,9 @@ pub async fn run(
                         {
                             tracing::warn!(error = %e, "recording a webhook outcome failed; the lease will expire and it is retried");
                         }
+                        // The sender sleeps until the earliest pending attempt, which was this
+                        // delivery's lease; wake it so a retry runs at its own (earlier) time.
+                        wake.notify_one();
                     });
                 }
             }
