@@ -52,8 +52,14 @@ pub async fn connect(
 /// ever; past this the connection is dropped, so the session still sees closes and shutdown.
 const SEND_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
-async fn send(sink: &mut futures_util::stream::SplitSink<WebSocket, Message>, message: Message) -> bool {
-    matches!(tokio::time::timeout(SEND_TIMEOUT, sink.send(message)).await, Ok(Ok(())))
+async fn send(
+    sink: &mut futures_util::stream::SplitSink<WebSocket, Message>,
+    message: Message,
+) -> bool {
+    matches!(
+        tokio::time::timeout(SEND_TIMEOUT, sink.send(message)).await,
+        Ok(Ok(()))
+    )
 }
 
 async fn session(socket: WebSocket, state: AppState, user_id: String) {
