@@ -30,6 +30,25 @@ pub trait Handler: Send + Sync + 'static {
     async fn handle(&self, batch: &[Delivery]) -> anyhow::Result<()>;
 }
 
+/// A span carrying an event's identity, so every log line written while handling it names
+/// the event, its task and user, and the trace of the request that caused it.
+pub fn event_span(consumer: &'static str, event: &todo_domain::CloudEvent) -> tracing::Span {
+    let trace = event
+        .traceparent
+        .as_deref()
+        .and_then(todo_domain::TraceParent::parse);
+    tracing::info_span!(
+        "event",
+        consumer,
+        event_id = %event.id,
+        event_type = event.event_type.as_str(),
+        task_id = event.subject.as_str(),
+        user_id = event.user_id().unwrap_or_default(),
+        trace_id = trace.as_ref().map(|t| t.trace_id.as_str()).unwrap_or_default(),
+        span_id = trace.as_ref().map(|t| t.span_id.as_str()).unwrap_or_default(),
+    )
+}
+
 fn backoff(attempt: u32) -> Duration {
     Duration::from_millis(100u64.saturating_mul(1 << attempt.min(6))).min(Duration::from_secs(5))
 }

@@ -17,7 +17,9 @@ use todo_store::Store;
 use todo_telemetry::Metrics;
 use tokio::sync::Notify;
 
-use super::consumer::Handler;
+use tracing::Instrument;
+
+use super::consumer::{Handler, event_span};
 use crate::shutdown::ShutdownSignal;
 
 /// Reminders delivered per transaction.
@@ -39,6 +41,44 @@ impl Planner {
             schedule_changed,
         }
     }
+
+    /// Plans one event's reminder; returns whether the schedule changed.
+    async fn plan_one(
+        &self,
+        event: &todo_domain::CloudEvent,
+        now: time::Timestamp,
+    ) -> anyhow::Result<bool> {
+        let Ok(kind) = event.kind() else {
+            return Ok(false);
+        };
+        let task = match event.task_data() {
+            Ok(data) => data.task,
+            Err(e) => {
+                tracing::warn!(error = %e, "unreadable task event skipped");
+                return Ok(false);
+            }
+        };
+        // A deletion is a change after the task's last version.
+        let version = if kind == EventType::TaskDeleted {
+            task.version + 1
+        } else {
+            task.version
+        };
+        let plan = ReminderPlan::for_task(kind, &task, now);
+        let traceparent = event
+            .traceparent
+            .as_deref()
+            .and_then(TraceParent::parse)
+            .map(|t| t.child().header());
+        let changed = self
+            .store
+            .plan_reminder(task.id, &task.user_id, version, &plan, now, traceparent)
+            .await?;
+        if let Some(reminder) = &changed {
+            tracing::debug!(status = reminder.status.as_str(), remind_at = %reminder.remind_at, "reminder planned");
+        }
+        Ok(changed.is_some())
+    }
 }
 
 #[async_trait]
@@ -55,35 +95,8 @@ impl Handler for Planner {
         let now = time::now();
         let mut changed = false;
         for delivery in batch {
-            let event = &delivery.event;
-            let Ok(kind) = event.kind() else { continue };
-            let task = match event.task_data() {
-                Ok(data) => data.task,
-                Err(e) => {
-                    tracing::warn!(event_id = %event.id, error = %e, "unreadable task event skipped");
-                    continue;
-                }
-            };
-            // A deletion is a change after the task's last version.
-            let version = if kind == EventType::TaskDeleted {
-                task.version + 1
-            } else {
-                task.version
-            };
-            let plan = ReminderPlan::for_task(kind, &task, now);
-            let traceparent = event
-                .traceparent
-                .as_deref()
-                .and_then(TraceParent::parse)
-                .map(|t| t.child().header());
-            if let Some(reminder) = self
-                .store
-                .plan_reminder(task.id, &task.user_id, version, &plan, now, traceparent)
-                .await?
-            {
-                tracing::debug!(task_id = %task.id, status = reminder.status.as_str(), remind_at = %reminder.remind_at, "reminder planned");
-                changed = true;
-            }
+            let span = event_span(self.name(), &delivery.event);
+            changed |= self.plan_one(&delivery.event, now).instrument(span).await?;
         }
         if changed {
             self.schedule_changed.notify_one();

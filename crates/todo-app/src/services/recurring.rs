@@ -8,7 +8,9 @@ use todo_domain::{CloudEvent, EventType, Task, Topic, TraceParent, time};
 use todo_store::Store;
 use uuid::Uuid;
 
-use super::consumer::Handler;
+use tracing::Instrument;
+
+use super::consumer::{Handler, event_span};
 
 const SERVICE: &str = "recurring";
 
@@ -92,7 +94,7 @@ impl Recurring {
             .spawn_next_occurrence(done.id, &next, &created)
             .await?
         {
-            tracing::info!(task_id = %next.id, parent_task_id = %done.id, event_id = %event.id, trace_id = %trace.trace_id, "next occurrence created");
+            tracing::info!(next_task_id = %next.id, "next occurrence created");
         }
         Ok(())
     }
@@ -110,7 +112,8 @@ impl Handler for Recurring {
 
     async fn handle(&self, batch: &[Delivery]) -> anyhow::Result<()> {
         for delivery in batch {
-            self.handle_one(&delivery.event).await?;
+            let span = event_span(self.name(), &delivery.event);
+            self.handle_one(&delivery.event).instrument(span).await?;
         }
         Ok(())
     }
