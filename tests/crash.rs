@@ -61,7 +61,7 @@ async fn writer(app_base: String, token: String, seed: u64, acked: Arc<Mutex<Ack
                 Err(_) => return, // the server died mid-request: not acknowledged
             }
         } else {
-            let recurring = rng.next() % 2 == 0;
+            let recurring = rng.next().is_multiple_of(2);
             let body = if recurring {
                 json!({"title": format!("w{seed}-{i}"), "due_at": "2031-01-31T09:00:00Z",
                        "recurrence": {"frequency": "monthly", "interval": 1}, "tags": ["crash"]})

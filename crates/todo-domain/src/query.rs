@@ -2,7 +2,7 @@
 
 use crate::cursor::{Cursor, CursorKey};
 use crate::error::ValidationErrors;
-use crate::input::normalize_tag;
+use crate::input::{MAX_TAGS, normalize_tag};
 use crate::task::{Priority, Task};
 use crate::time::{Timestamp, parse_rfc3339, to_micros};
 
@@ -164,6 +164,14 @@ impl TaskQuery {
                 Ok(_) => {}
                 Err(message) => errors.push(format!("tag[{i}]"), message),
             }
+        }
+        // No task holds more tags than this, and each one is a clause of the SQL: refuse
+        // more rather than build a query the database rejects.
+        if tags.len() > MAX_TAGS {
+            errors.push(
+                "tag",
+                format!("at most {MAX_TAGS} distinct tags can be required"),
+            );
         }
         let q = last("q")
             .map(|q| q.trim().to_lowercase())

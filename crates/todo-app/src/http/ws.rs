@@ -14,7 +14,7 @@ use futures_util::{SinkExt, StreamExt};
 use super::auth::AuthUser;
 use super::error::ApiError;
 use super::tasks::Problem;
-use crate::services::sync::CloseReason;
+use crate::services::sync::{CloseReason, Registration};
 use crate::state::AppState;
 
 /// Opens the WebSocket.
@@ -43,8 +43,11 @@ pub async fn connect(
                 .into_response();
         }
     };
+    // Register before answering 101: a client that acts as soon as it is connected must not
+    // miss the event its own action causes. Messages wait in the queue until the session runs.
+    let registration = state.hub.register(&user.user_id);
     upgrade
-        .on_upgrade(move |socket| session(socket, state, user.user_id))
+        .on_upgrade(move |socket| session(socket, state, user.user_id, registration))
         .into_response()
 }
 
@@ -62,8 +65,12 @@ async fn send(
     )
 }
 
-async fn session(socket: WebSocket, state: AppState, user_id: String) {
-    let mut registration = state.hub.register(&user_id);
+async fn session(
+    socket: WebSocket,
+    state: AppState,
+    user_id: String,
+    mut registration: Registration,
+) {
     let (mut sink, mut stream) = socket.split();
     let mut shutdown = state.shutdown.clone();
     let mut ping = tokio::time::interval(state.ws_ping);
