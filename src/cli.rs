@@ -4,17 +4,27 @@ use clap::{Args, Parser, Subcommand};
 use todo_app::config::{CommonSettings, ServeSettings};
 
 /// Event-driven task platform: API, recurring tasks, reminders, WebSocket sync and audit.
-///
-/// With no subcommand, `todo` runs `serve`. Every flag also reads the environment variable
+/// With no subcommand, `todo` runs `serve`; every flag also reads the environment variable
 /// shown in its help.
 #[derive(Debug, Parser)]
-#[command(name = "todo", version, args_conflicts_with_subcommands = true)]
+#[command(name = "todo", version)]
 pub struct Cli {
     #[command(subcommand)]
-    pub command: Option<Command>,
+    pub command: Command,
+}
 
-    #[command(flatten)]
-    pub serve: ServeSettings,
+/// The arguments with `serve` inserted when no subcommand is named, so `todo` and
+/// `todo --listen-addr ...` run the platform. (A flattened top-level `serve` would make
+/// `todo token` fail on a bad `TODO_*` serve variable it never uses.)
+pub fn args_with_default_command() -> Vec<std::ffi::OsString> {
+    let mut args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let first = args.get(1).and_then(|a| a.to_str());
+    let names_command = matches!(first, Some("serve" | "migrate" | "token" | "help"));
+    let asks_about_todo = matches!(first, Some("-h" | "--help" | "-V" | "--version"));
+    if !names_command && !asks_about_todo {
+        args.insert(1.min(args.len()), "serve".into());
+    }
+    args
 }
 
 /// What to do.

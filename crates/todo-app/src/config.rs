@@ -188,13 +188,14 @@ pub struct ServeSettings {
     #[arg(long, env = "TODO_WS_QUEUE", default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..=65536))]
     pub ws_queue: u32,
 
-    /// Seconds between WebSocket pings; a client silent for two intervals is dropped.
+    /// Seconds between WebSocket pings; a client that leaves two pings unanswered is
+    /// dropped at the next one.
     #[arg(long, env = "TODO_WS_PING_SECS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub ws_ping_secs: u64,
 
     /// Hours to keep consumed events in the embedded event log (`TODO_BUS=memory` with all
     /// consumers in this process); 0 keeps them for ever.
-    #[arg(long, env = "TODO_EVENT_RETENTION_HOURS", default_value_t = 168)]
+    #[arg(long, env = "TODO_EVENT_RETENTION_HOURS", default_value_t = 168, value_parser = clap::value_parser!(u64).range(0..=87_600))]
     pub event_retention_hours: u64,
 
     /// Seconds allowed for a graceful shutdown.
@@ -264,11 +265,9 @@ impl ServeSettings {
             ),
         }
         if let Some(url) = &self.notify_webhook_url {
-            let parsed = reqwest::Url::parse(url).with_context(|| {
-                format!(
-                    "TODO_NOTIFY_WEBHOOK_URL (--notify-webhook-url) is not a valid URL: {url:?}"
-                )
-            })?;
+            // The URL itself is not echoed: it may carry credentials.
+            let parsed = reqwest::Url::parse(url)
+                .context("TODO_NOTIFY_WEBHOOK_URL (--notify-webhook-url) is not a valid URL")?;
             if !matches!(parsed.scheme(), "http" | "https") {
                 bail!(
                     "TODO_NOTIFY_WEBHOOK_URL (--notify-webhook-url) must be an http:// or https:// URL"

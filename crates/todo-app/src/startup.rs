@@ -134,10 +134,7 @@ impl Application {
                         ));
                     }
                 }
-                Service::Sync => handlers.push(Arc::new(sync::Sync::new(
-                    state.hub.clone(),
-                    state.metrics.clone(),
-                ))),
+                Service::Sync => handlers.push(Arc::new(sync::Sync::new(state.hub.clone()))),
                 Service::Audit => handlers.push(Arc::new(audit::Audit::new(state.store.clone()))),
             }
         }
@@ -181,14 +178,14 @@ impl Application {
         self.spawn_services(&mut tasks);
         self.state.metrics.process_start();
         let router = http::router(self.state.clone());
-        let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
+        let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<Instant>();
         let shutdown = self.shutdown.clone();
         let hub = self.state.hub.clone();
         let graceful = async move {
             stop.await;
+            let _ = stopping_tx.send(Instant::now());
             shutdown.trigger();
             hub.close_all();
-            let _ = stopping_tx.send(());
         };
         tracing::info!(
             addr = %addr,
@@ -199,26 +196,31 @@ impl Application {
         let server = axum::serve(self.listener, router)
             .with_graceful_shutdown(graceful)
             .into_future();
-        let deadline = async {
-            let _ = stopping_rx.await;
-            tokio::time::sleep(self.shutdown_timeout).await;
+        // One deadline for the whole shutdown, counted from the signal.
+        let (deadline_tx, deadline_rx) = tokio::sync::oneshot::channel::<tokio::time::Instant>();
+        let timeout = self.shutdown_timeout;
+        let deadline = async move {
+            let stopping = stopping_rx
+                .await
+                .map(tokio::time::Instant::from_std)
+                .unwrap_or_else(|_| tokio::time::Instant::now());
+            let _ = deadline_tx.send(stopping + timeout);
+            tokio::time::sleep_until(stopping + timeout).await;
         };
-        let stopping_at;
+        tokio::pin!(deadline);
         tokio::select! {
-            result = server => {
-                result.context("the HTTP server failed")?;
-                stopping_at = Instant::now();
-            }
-            () = deadline => {
+            result = server => result.context("the HTTP server failed")?,
+            () = &mut deadline => {
                 tracing::warn!("requests still running at the shutdown deadline; abandoning them");
                 return Ok(());
             }
         }
-        let remaining = self.shutdown_timeout.saturating_sub(stopping_at.elapsed());
-        let drained = tokio::time::timeout(remaining, async {
-            while tasks.join_next().await.is_some() {}
-        })
-        .await;
+        let until = deadline_rx
+            .await
+            .unwrap_or_else(|_| tokio::time::Instant::now() + timeout);
+        let drained =
+            tokio::time::timeout_at(until, async { while tasks.join_next().await.is_some() {} })
+                .await;
         if drained.is_err() {
             tracing::warn!("background work still running at the shutdown deadline; abandoning it");
         }

@@ -41,18 +41,24 @@ impl StoreError {
             StoreError::Unsupported(_) => "unsupported",
         }
     }
-}
 
-impl StoreError {
-    /// Whether the database is unreachable or saturated (worth a 503 and a retry) rather
-    /// than broken.
+    /// Whether the database is unreachable, busy or out of space (worth a 503 and a retry)
+    /// rather than broken.
     pub fn is_unavailable(&self) -> bool {
-        matches!(
-            self,
+        match self {
             StoreError::Database(
-                sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_)
-            )
-        )
+                sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_),
+            ) => true,
+            StoreError::Database(sqlx::Error::Database(db)) => {
+                // SQLite primary result codes: BUSY 5, LOCKED 6, IOERR 10, FULL 13, CANTOPEN 14.
+                let primary = db
+                    .code()
+                    .and_then(|c| c.parse::<i64>().ok())
+                    .map(|c| c & 0xff);
+                matches!(primary, Some(5 | 6 | 10 | 13 | 14))
+            }
+            _ => false,
+        }
     }
 }
 

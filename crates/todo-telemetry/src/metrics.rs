@@ -242,7 +242,7 @@ impl HttpMetrics {
 /// Labels of `todo_events_handled_total`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct HandledLabels {
-    /// Consumer name (`recurring`, `reminders`, `ws`, `audit`).
+    /// Consumer name (`recurring`, `notification`, `sync`, `audit`).
     pub consumer: String,
     /// Event type (`task.created`).
     pub r#type: String,
@@ -313,7 +313,7 @@ impl EventMetrics {
         );
         registry.register(
             "events_published",
-            "Events published to the bus, by event type",
+            "Task events appended to the outbox (created, updated, completed, deleted), by event type",
             metrics.published.clone(),
         );
         metrics

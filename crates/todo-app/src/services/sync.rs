@@ -110,7 +110,10 @@ impl Hub {
             return;
         };
         list.retain_mut(|client| match client.tx.try_send(message.clone()) {
-            Ok(()) => true,
+            Ok(()) => {
+                self.metrics.ws.sent();
+                true
+            }
             Err(mpsc::error::TrySendError::Full(_)) => {
                 if let Some(close) = client.close.take() {
                     let _ = close.send(CloseReason::Slow);
@@ -158,13 +161,12 @@ impl Hub {
 /// Consumer feeding the hub.
 pub struct Sync {
     hub: Arc<Hub>,
-    metrics: Arc<Metrics>,
 }
 
 impl Sync {
     /// A handler publishing to `hub`.
-    pub fn new(hub: Arc<Hub>, metrics: Arc<Metrics>) -> Self {
-        Sync { hub, metrics }
+    pub fn new(hub: Arc<Hub>) -> Self {
+        Sync { hub }
     }
 }
 
@@ -185,7 +187,6 @@ impl Handler for Sync {
             };
             let message: Arc<str> = serde_json::to_string(&delivery.event)?.into();
             self.hub.publish(user_id, message);
-            self.metrics.ws.sent();
         }
         Ok(())
     }

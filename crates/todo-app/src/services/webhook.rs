@@ -148,7 +148,7 @@ pub async fn run(
                                 tracing::info!(event_id = %delivery.event_id, "webhook delivered")
                             }
                             WebhookOutcome::Retry { error, at } => {
-                                tracing::warn!(event_id = %delivery.event_id, error = error.as_str(), retry_at = %at, "webhook failed; will retry")
+                                tracing::warn!(event_id = %delivery.event_id, error = error.as_str(), retry_at = %todo_domain::time::format_rfc3339(at), "webhook failed; will retry")
                             }
                             WebhookOutcome::GaveUp { error } => {
                                 tracing::error!(event_id = %delivery.event_id, error = error.as_str(), "webhook failed for the last time")

@@ -6,6 +6,7 @@ use todo_domain::time::Timestamp;
 use todo_domain::{AuditEntry, CloudEvent, Topic};
 
 use super::rows;
+use super::tx::WriteTx;
 use crate::{AuditQuery, Result, StoreError, StoredEvent};
 
 /// Appends `event` to the outbox inside the caller's transaction.
@@ -90,7 +91,7 @@ pub(super) async fn record_audit(pool: &SqlitePool, entries: &[AuditEntry]) -> R
     if entries.is_empty() {
         return Ok(0);
     }
-    let mut tx = pool.begin().await?;
+    let mut tx = WriteTx::begin(pool).await?;
     let mut inserted = 0;
     for entry in entries {
         inserted += sqlx::query(

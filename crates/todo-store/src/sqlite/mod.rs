@@ -10,6 +10,7 @@ mod events;
 mod reminders;
 mod rows;
 mod tasks;
+mod tx;
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -23,7 +24,13 @@ use todo_domain::time::Timestamp;
 use todo_domain::{AuditEntry, CloudEvent, Reminder, ReminderPlan, Task, TaskQuery, Topic};
 use uuid::Uuid;
 
-use crate::{AuditQuery, PageQuery, Result, Store, StoredEvent, WebhookDelivery, WebhookOutcome};
+use crate::{
+    AuditQuery, PageQuery, Result, Store, StoreError, StoredEvent, WebhookDelivery, WebhookOutcome,
+};
+use tx::WriteTx;
+
+/// Connection options for [`SqliteStore::connect_with`].
+pub use sqlx::sqlite::SqliteConnectOptions as ConnectOptions;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
@@ -37,19 +44,35 @@ pub struct SqliteStore {
 
 impl SqliteStore {
     /// Opens (creating if missing) the database at `url` and applies migrations.
+    /// `TODO_SQLITE_SYNCHRONOUS` (`normal` or `full`) sets the commit durability.
     pub async fn connect(url: &str) -> Result<Self> {
+        if url.contains(":memory:") || url.contains("mode=memory") {
+            return Err(StoreError::Unsupported(
+                "an in-memory SQLite database would vanish with its connection; use sqlite://<file>".into(),
+            ));
+        }
         let synchronous = match std::env::var("TODO_SQLITE_SYNCHRONOUS").as_deref() {
+            Err(_) | Ok("normal") => SqliteSynchronous::Normal,
             Ok("full") => SqliteSynchronous::Full,
-            _ => SqliteSynchronous::Normal,
+            Ok(other) => {
+                return Err(StoreError::Unsupported(format!(
+                    "TODO_SQLITE_SYNCHRONOUS must be normal or full (got {other:?})"
+                )));
+            }
         };
-        let options = SqliteConnectOptions::from_str(url)?
+        let options = SqliteConnectOptions::from_str(url)?.synchronous(synchronous);
+        Self::connect_with(options).await
+    }
+
+    /// Opens the database described by `options` (WAL, busy timeout and cache settings are
+    /// added) and applies migrations.
+    pub async fn connect_with(options: SqliteConnectOptions) -> Result<Self> {
+        let options = options
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(synchronous)
             .busy_timeout(Duration::from_secs(10))
             .pragma("temp_store", "memory")
             .pragma("cache_size", "-16000");
-        let in_memory = url.contains(":memory:") || url.contains("mode=memory");
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
             .min_connections(1)
@@ -58,16 +81,12 @@ impl SqliteStore {
             .connect_with(options.clone())
             .await?;
         MIGRATOR.run(&writer).await?;
-        let reader = if in_memory {
-            writer.clone()
-        } else {
-            SqlitePoolOptions::new()
-                .max_connections(4)
-                .idle_timeout(None)
-                .max_lifetime(None)
-                .connect_with(options.read_only(true))
-                .await?
-        };
+        let reader = SqlitePoolOptions::new()
+            .max_connections(4)
+            .idle_timeout(None)
+            .max_lifetime(None)
+            .connect_with(options.read_only(true))
+            .await?;
         let (appended, _) = tokio::sync::watch::channel(0);
         Ok(SqliteStore {
             writer,
@@ -98,7 +117,7 @@ impl Store for SqliteStore {
     }
 
     async fn insert_task(&self, task: &Task, event: &CloudEvent) -> Result<()> {
-        let mut tx = self.writer.begin().await?;
+        let mut tx = WriteTx::begin(&self.writer).await?;
         tasks::insert(&mut tx, task).await?;
         events::append(&mut tx, event).await?;
         tx.commit().await?;
@@ -116,8 +135,11 @@ impl Store for SqliteStore {
         expected_version: i64,
         event: &CloudEvent,
     ) -> Result<()> {
-        let mut tx = self.writer.begin().await?;
-        tasks::update(&mut tx, task, expected_version).await?;
+        let mut tx = WriteTx::begin(&self.writer).await?;
+        if let Err(e) = tasks::update(&mut tx, task, expected_version).await {
+            tx.rollback().await;
+            return Err(e);
+        }
         events::append(&mut tx, event).await?;
         tx.commit().await?;
         self.signal_append();
@@ -131,8 +153,11 @@ impl Store for SqliteStore {
         expected_version: i64,
         event: &CloudEvent,
     ) -> Result<()> {
-        let mut tx = self.writer.begin().await?;
-        tasks::delete(&mut tx, user_id, id, expected_version).await?;
+        let mut tx = WriteTx::begin(&self.writer).await?;
+        if let Err(e) = tasks::delete(&mut tx, user_id, id, expected_version).await {
+            tx.rollback().await;
+            return Err(e);
+        }
         events::append(&mut tx, event).await?;
         tx.commit().await?;
         self.signal_append();
@@ -149,7 +174,7 @@ impl Store for SqliteStore {
         next: &Task,
         event: &CloudEvent,
     ) -> Result<bool> {
-        let mut tx = self.writer.begin().await?;
+        let mut tx = WriteTx::begin(&self.writer).await?;
         let claimed = sqlx::query(
             "INSERT INTO recurrence_spawns (parent_task_id, child_task_id, created_at) VALUES (?, ?, ?)
              ON CONFLICT (parent_task_id) DO NOTHING",

@@ -8,6 +8,7 @@ use todo_domain::time::Timestamp;
 use todo_domain::{CloudEvent, Reminder, ReminderPlan, ReminderStatus, TraceParent};
 use uuid::Uuid;
 
+use super::tx::WriteTx;
 use super::{events, rows};
 use crate::{PageQuery, Result, StoreError, WebhookDelivery, WebhookOutcome};
 
@@ -58,7 +59,7 @@ pub(super) async fn plan(
     now: Timestamp,
     traceparent: Option<String>,
 ) -> Result<Option<Reminder>> {
-    let mut tx = pool.begin().await?;
+    let mut tx = WriteTx::begin(pool).await?;
     let existing = get(&mut tx, task_id).await?;
     let Some(next) = plan.apply(existing.as_ref(), task_id, user_id, task_version) else {
         tx.commit().await?;
@@ -112,7 +113,7 @@ pub(super) async fn deliver_due(
     limit: i64,
     webhook: bool,
 ) -> Result<Vec<Reminder>> {
-    let mut tx = pool.begin().await?;
+    let mut tx = WriteTx::begin(pool).await?;
     let due = sqlx::query(&format!(
         "SELECT {REMINDER_COLUMNS} FROM reminders WHERE status = 'scheduled' AND remind_at <= ? ORDER BY remind_at LIMIT ?"
     ))
@@ -234,7 +235,7 @@ pub(super) async fn claim_webhooks(
     lease_until: Timestamp,
     limit: i64,
 ) -> Result<Vec<WebhookDelivery>> {
-    let mut tx = pool.begin().await?;
+    let mut tx = WriteTx::begin(pool).await?;
     let rows = sqlx::query(
         "SELECT id, event_id, payload, attempts FROM webhook_deliveries
          WHERE status = 'pending' AND next_attempt_at <= ? ORDER BY next_attempt_at LIMIT ?",
