@@ -40,8 +40,9 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 settings.services.to_string()
             };
             let _guard = todo_telemetry::init(settings.common.log_format, &service, "info")?;
+            let stop = os_signal().context("cannot install signal handlers")?;
             let app = Application::build(settings).await?;
-            app.run_until_stopped(os_signal()).await
+            app.run_until_stopped(stop).await
         }
         Command::Migrate(common) => {
             let _guard = todo_telemetry::init(common.log_format, "migrate", "info")?;

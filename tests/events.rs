@@ -1384,3 +1384,23 @@ async fn an_unknown_service_name_or_bad_listen_address_stops_the_binary_with_a_m
         "{stderr}"
     );
 }
+
+#[tokio::test]
+async fn sigterm_on_an_idle_server_always_exits_well_within_the_shutdown_timeout() {
+    // Shutdown used to wait on a deadline that was only set if the server was still busy;
+    // an idle server could then hang for ever. Repeat, since it was a race.
+    for round in 0..10 {
+        let mut app =
+            TestApp::spawn_with(Options::default().env("TODO_SHUTDOWN_TIMEOUT_SECS", "3")).await;
+        if round % 2 == 1 {
+            // Sometimes after serving a request, sometimes straight away.
+            app.wait_ready().await;
+        }
+        let (took, clean) = app.terminate().await;
+        assert!(clean, "round {round}: exit was not clean");
+        assert!(
+            took < std::time::Duration::from_secs(3),
+            "round {round}: shutdown took {took:?}"
+        );
+    }
+}

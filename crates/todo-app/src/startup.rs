@@ -178,14 +178,20 @@ impl Application {
         self.spawn_services(&mut tasks);
         self.state.metrics.process_start();
         let router = http::router(self.state.clone());
-        let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<Instant>();
-        let shutdown = self.shutdown.clone();
-        let hub = self.state.hub.clone();
-        let graceful = async move {
-            stop.await;
-            let _ = stopping_tx.send(Instant::now());
-            shutdown.trigger();
-            hub.close_all();
+        // When the signal came: one deadline for the whole shutdown is counted from it.
+        let stopped_at: Arc<std::sync::OnceLock<tokio::time::Instant>> = Arc::default();
+        let graceful = {
+            let (stopped_at, shutdown, hub) = (
+                stopped_at.clone(),
+                self.shutdown.clone(),
+                self.state.hub.clone(),
+            );
+            async move {
+                stop.await;
+                let _ = stopped_at.set(tokio::time::Instant::now());
+                shutdown.trigger();
+                hub.close_all();
+            }
         };
         tracing::info!(
             addr = %addr,
@@ -196,28 +202,30 @@ impl Application {
         let server = axum::serve(self.listener, router)
             .with_graceful_shutdown(graceful)
             .into_future();
-        // One deadline for the whole shutdown, counted from the signal.
-        let (deadline_tx, deadline_rx) = tokio::sync::oneshot::channel::<tokio::time::Instant>();
         let timeout = self.shutdown_timeout;
-        let deadline = async move {
-            let stopping = stopping_rx
-                .await
-                .map(tokio::time::Instant::from_std)
-                .unwrap_or_else(|_| tokio::time::Instant::now());
-            let _ = deadline_tx.send(stopping + timeout);
-            tokio::time::sleep_until(stopping + timeout).await;
+        let until = {
+            let stopped_at = stopped_at.clone();
+            move || {
+                stopped_at
+                    .get()
+                    .copied()
+                    .unwrap_or_else(tokio::time::Instant::now)
+                    + timeout
+            }
         };
-        tokio::pin!(deadline);
+        let mut signal = self.state.shutdown.clone();
+        let deadline = async {
+            signal.wait().await;
+            tokio::time::sleep_until(until()).await;
+        };
         tokio::select! {
             result = server => result.context("the HTTP server failed")?,
-            () = &mut deadline => {
+            () = deadline => {
                 tracing::warn!("requests still running at the shutdown deadline; abandoning them");
                 return Ok(());
             }
         }
-        let until = deadline_rx
-            .await
-            .unwrap_or_else(|_| tokio::time::Instant::now() + timeout);
+        let until = until();
         let drained =
             tokio::time::timeout_at(until, async { while tasks.join_next().await.is_some() {} })
                 .await;

@@ -391,7 +391,7 @@ impl WsMetrics {
         );
         registry.register(
             "ws_messages_sent",
-            "Messages sent to WebSocket clients",
+            "Messages queued to WebSocket client connections",
             metrics.sent.clone(),
         );
         registry.register(

@@ -78,28 +78,65 @@ pub async fn observe(State(state): State<AppState>, mut request: Request, next: 
         request_id: request_id.clone(),
         trace,
     });
+    let mut finish = Finish {
+        state: state.clone(),
+        method,
+        route,
+        started,
+        span: span.clone(),
+        done: false,
+    };
     state.metrics.http.in_flight_inc();
-    let mut response = next.run(request).instrument(span.clone()).await;
-    state.metrics.http.in_flight_dec();
-    let status = response.status();
-    let seconds = started.elapsed().as_secs_f64();
-    state
-        .metrics
-        .http
-        .observe(method.as_str(), &route, status.as_u16(), seconds);
+    let mut response = next.run(request).instrument(span).await;
     if let Ok(value) = HeaderValue::from_str(&request_id) {
         response.headers_mut().insert(REQUEST_ID.clone(), value);
     }
-    let _enter = span.enter();
-    let latency_ms = seconds * 1000.0;
-    if status.is_server_error() {
-        tracing::error!(status = status.as_u16(), latency_ms, "request finished");
-    } else if route.starts_with("/api/") || status.is_client_error() {
-        tracing::info!(status = status.as_u16(), latency_ms, "request finished");
-    } else {
-        tracing::debug!(status = status.as_u16(), latency_ms, "request finished");
-    }
+    finish.record(response.status());
     response
+}
+
+/// Records a request's end: in-flight gauge, counters, histogram and the access log. Done on
+/// drop as well, so a request whose client went away (its handler is then cancelled) is
+/// still counted, as status 499.
+struct Finish {
+    state: AppState,
+    method: axum::http::Method,
+    route: String,
+    started: Instant,
+    span: tracing::Span,
+    done: bool,
+}
+
+impl Finish {
+    fn record(&mut self, status: StatusCode) {
+        self.done = true;
+        self.state.metrics.http.in_flight_dec();
+        let seconds = self.started.elapsed().as_secs_f64();
+        let code = status.as_u16();
+        self.state
+            .metrics
+            .http
+            .observe(self.method.as_str(), &self.route, code, seconds);
+        let _enter = self.span.enter();
+        let latency_ms = seconds * 1000.0;
+        if status.is_server_error() {
+            tracing::error!(status = code, latency_ms, "request finished");
+        } else if self.route.starts_with("/api/") || status.is_client_error() {
+            tracing::info!(status = code, latency_ms, "request finished");
+        } else {
+            tracing::debug!(status = code, latency_ms, "request finished");
+        }
+    }
+}
+
+impl Drop for Finish {
+    fn drop(&mut self) {
+        if !self.done {
+            // 499: the client closed the connection before the answer (nginx's convention).
+            let cancelled = StatusCode::from_u16(499).unwrap_or(StatusCode::BAD_REQUEST);
+            self.record(cancelled);
+        }
+    }
 }
 
 /// Rewrites error responses made outside our handlers (the router's 405, a body-limit

@@ -46,7 +46,12 @@ pub async fn connect(
     // Register before answering 101: a client that acts as soon as it is connected must not
     // miss the event its own action causes. Messages wait in the queue until the session runs.
     let registration = state.hub.register(&user.user_id);
+    let (hub, user_id, id) = (state.hub.clone(), user.user_id.clone(), registration.id);
     upgrade
+        .on_failed_upgrade(move |error| {
+            hub.unregister(&user_id, id);
+            tracing::debug!(%error, "WebSocket upgrade failed");
+        })
         .on_upgrade(move |socket| session(socket, state, user.user_id, registration))
         .into_response()
 }
