@@ -4,23 +4,48 @@
 use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, header};
 use serde_json::Value;
 use uuid::Uuid;
 
 use super::BODY_LIMIT;
 use super::error::ApiError;
 
-async fn body_bytes<S: Send + Sync>(request: Request, state: &S) -> Result<Bytes, ApiError> {
-    Bytes::from_request(request, state)
-        .await
-        .map_err(|rejection| {
-            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::PayloadTooLarge { limit: BODY_LIMIT }
-            } else {
-                ApiError::BadRequest(format!("the request body could not be read: {rejection}"))
-            }
-        })
+/// Bodies up to this size are read to the end even when over [`BODY_LIMIT`], so the client
+/// finishes sending and reads its 413 on a connection that stays usable. A larger declared
+/// or actual body is refused at once and the connection closed.
+const DRAIN_LIMIT: usize = 1024 * 1024;
+
+async fn body_bytes(request: Request) -> Result<Bytes, ApiError> {
+    use futures_util::StreamExt;
+    let too_large = ApiError::PayloadTooLarge { limit: BODY_LIMIT };
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|len| len > DRAIN_LIMIT) {
+        return Err(too_large);
+    }
+    let mut stream = request.into_body().into_data_stream();
+    let mut body = Vec::with_capacity(declared.unwrap_or(0).min(BODY_LIMIT));
+    let mut total = 0usize;
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| {
+            ApiError::BadRequest(format!("the request body could not be read: {e}"))
+        })?;
+        total += chunk.len();
+        if total > DRAIN_LIMIT {
+            return Err(too_large);
+        }
+        if total <= BODY_LIMIT {
+            body.extend_from_slice(&chunk);
+        }
+    }
+    if total > BODY_LIMIT {
+        return Err(too_large);
+    }
+    Ok(Bytes::from(body))
 }
 
 fn parse_json(bytes: &[u8]) -> Result<Value, ApiError> {
@@ -35,8 +60,8 @@ pub struct JsonBody(pub Value);
 impl<S: Send + Sync> FromRequest<S> for JsonBody {
     type Rejection = ApiError;
 
-    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let bytes = body_bytes(request, state).await?;
+    async fn from_request(request: Request, _: &S) -> Result<Self, Self::Rejection> {
+        let bytes = body_bytes(request).await?;
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Err(ApiError::BadRequest("a JSON body is required".into()));
         }
@@ -51,8 +76,8 @@ pub struct OptionalJsonBody(pub Option<Value>);
 impl<S: Send + Sync> FromRequest<S> for OptionalJsonBody {
     type Rejection = ApiError;
 
-    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let bytes = body_bytes(request, state).await?;
+    async fn from_request(request: Request, _: &S) -> Result<Self, Self::Rejection> {
+        let bytes = body_bytes(request).await?;
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Ok(OptionalJsonBody(None));
         }

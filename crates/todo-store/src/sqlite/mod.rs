@@ -265,16 +265,8 @@ impl Store for SqliteStore {
         now: Timestamp,
         traceparent: Option<String>,
     ) -> Result<Option<Reminder>> {
-        let changed = reminders::plan(
-            &self.writer,
-            task_id,
-            user_id,
-            task_version,
-            plan,
-            now,
-            traceparent,
-        )
-        .await?;
+        let changed =
+            reminders::plan(self, task_id, user_id, task_version, plan, now, traceparent).await?;
         if changed.is_some() {
             self.signal_append();
         }

@@ -51,7 +51,7 @@ fn data(r: &Reminder) -> ReminderData {
 }
 
 pub(super) async fn plan(
-    pool: &SqlitePool,
+    store: &super::SqliteStore,
     task_id: Uuid,
     user_id: &str,
     task_version: i64,
@@ -59,7 +59,18 @@ pub(super) async fn plan(
     now: Timestamp,
     traceparent: Option<String>,
 ) -> Result<Option<Reminder>> {
-    let mut tx = WriteTx::begin(pool).await?;
+    // Most events change no reminder (a task without a due date, a repeated event): settle
+    // those with a read, and take the write lock only for a change, checked again under it.
+    let mut conn = store.reader.acquire().await?;
+    let seen = get(&mut conn, task_id).await?;
+    drop(conn);
+    if plan
+        .apply(seen.as_ref(), task_id, user_id, task_version)
+        .is_none()
+    {
+        return Ok(None);
+    }
+    let mut tx = WriteTx::begin(&store.writer).await?;
     let existing = get(&mut tx, task_id).await?;
     let Some(next) = plan.apply(existing.as_ref(), task_id, user_id, task_version) else {
         tx.commit().await?;
@@ -86,11 +97,12 @@ pub(super) async fn plan(
         .as_ref()
         .is_none_or(|r| r.remind_at != next.remind_at || r.status != next.status);
     if next.status == ReminderStatus::Scheduled && moved {
+        // Timed under the write lock, so it can't predate a change committed before it.
         let event = CloudEvent::reminder(
             EventType::ReminderScheduled,
             SERVICE,
             &data(&next),
-            now,
+            todo_domain::time::now().max(now),
             traceparent,
         );
         events::append(&mut tx, &event).await?;
