@@ -1176,7 +1176,10 @@ async fn every_event_is_audited_once_newest_first_with_filters_and_paging() {
     .await
     .expect("everything audited");
     assert_eq!(audit.len(), seen.len(), "each event once, nothing else");
-    for (entry, event) in audit.iter().zip(seen.iter().rev()) {
+    // Newest first by event time; events of the same instant, latest on the bus first.
+    let mut newest_first: Vec<&serde_json::Value> = seen.iter().rev().collect();
+    newest_first.sort_by_key(|e| std::cmp::Reverse(ts(&e["time"])));
+    for (entry, event) in audit.iter().zip(newest_first) {
         assert_eq!(entry["event_id"], event["id"], "newest first");
         assert_eq!(entry["event_type"], event["type"]);
         assert_eq!(entry["task_id"], event["subject"]);

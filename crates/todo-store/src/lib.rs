@@ -17,7 +17,9 @@ use todo_domain::{AuditEntry, CloudEvent, Reminder, ReminderPlan, Task, TaskQuer
 use uuid::Uuid;
 
 pub use error::{Result, StoreError};
-pub use model::{AuditQuery, PageQuery, Seek, StoredEvent, WebhookDelivery, WebhookOutcome};
+pub use model::{
+    AuditPosition, AuditQuery, PageQuery, Seek, StoredEvent, WebhookDelivery, WebhookOutcome,
+};
 use todo_domain::time::Timestamp;
 
 /// Everything the services persist. Implementations must pass `tests/conformance.rs`.
@@ -99,7 +101,8 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// many were new.
     async fn record_audit(&self, entries: &[AuditEntry]) -> Result<u64>;
 
-    /// The user's audit entries, newest first, with their sequence numbers.
+    /// The user's audit entries, newest `occurred_at` first (ties: latest recorded first),
+    /// with their sequence numbers.
     async fn list_audit(&self, user_id: &str, query: &AuditQuery)
     -> Result<Vec<(i64, AuditEntry)>>;
 

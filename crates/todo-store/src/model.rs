@@ -31,7 +31,7 @@ pub struct PageQuery {
     pub after: Option<Seek>,
 }
 
-/// `/audit` filters and page.
+/// `/audit` filters and page (newest `occurred_at` first).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuditQuery {
     /// Only this task's events.
@@ -40,8 +40,17 @@ pub struct AuditQuery {
     pub event_type: Option<String>,
     /// Page size (the store returns up to `limit + 1`).
     pub limit: i64,
-    /// Only entries older than this sequence number.
-    pub before_seq: Option<i64>,
+    /// Only entries listed after this one (older, or as old and recorded earlier).
+    pub before: Option<AuditPosition>,
+}
+
+/// Where an audit page ends: the last entry's event time and sequence number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AuditPosition {
+    /// The entry's `occurred_at`.
+    pub occurred_at: todo_domain::time::Timestamp,
+    /// Its sequence number, breaking ties.
+    pub seq: i64,
 }
 
 /// A webhook POST waiting to be (re)tried.

@@ -23,7 +23,8 @@ use todo_domain::{
     ReminderStatus, SortKey, Task, TaskQuery, Topic,
 };
 use todo_store::{
-    AuditQuery, PageQuery, Seek, Store, StoreError, StoredEvent, WebhookDelivery, WebhookOutcome,
+    AuditPosition, AuditQuery, PageQuery, Seek, Store, StoreError, StoredEvent, WebhookDelivery,
+    WebhookOutcome,
 };
 use uuid::Uuid;
 
@@ -1182,7 +1183,7 @@ fn audit_query(limit: i64) -> AuditQuery {
         task_id: None,
         event_type: None,
         limit,
-        before_seq: None,
+        before: None,
     }
 }
 
@@ -1284,12 +1285,18 @@ pub async fn audit_recording_skips_known_event_ids_and_lists_newest_first(store:
         if !more {
             break;
         }
-        query.before_seq = paged.last().map(|(seq, _)| *seq);
+        query.before = paged.last().map(|(seq, entry)| AuditPosition {
+            occurred_at: entry.occurred_at,
+            seq: *seq,
+        });
     }
-    assert_eq!(paged, all, "before_seq pages concatenate to the full list");
+    assert_eq!(paged, all, "pages concatenate to the full list");
     let only_t1_older = AuditQuery {
         task_id: Some(t1),
-        before_seq: Some(all[2].0),
+        before: Some(AuditPosition {
+            occurred_at: all[2].1.occurred_at,
+            seq: all[2].0,
+        }),
         ..audit_query(50)
     };
     assert_eq!(

@@ -7,7 +7,7 @@ use todo_domain::cursor::{Cursor, CursorKey};
 use todo_domain::query::parse_limit;
 use todo_domain::reminder::Notification;
 use todo_domain::{AuditEntry, EventType, Reminder, ValidationErrors};
-use todo_store::{AuditQuery, PageQuery, Seek};
+use todo_store::{AuditPosition, AuditQuery, PageQuery, Seek};
 
 use super::auth::AuthUser;
 use super::error::ApiError;
@@ -134,17 +134,29 @@ pub async fn list_audit(
         }
         raw.to_owned()
     });
+    // Audit cursors hold the last entry's occurred_at (as the key) and sequence number.
     let (limit, after) = page(&pairs, "audit", &mut errors);
+    let before = after.and_then(|seek| {
+        let position = seek
+            .id
+            .parse()
+            .ok()
+            .zip(todo_domain::time::from_micros(seek.key));
+        if position.is_none() {
+            errors.push("cursor", "is not a valid cursor");
+        }
+        position.map(|(seq, occurred_at)| AuditPosition { occurred_at, seq })
+    });
     let query = AuditQuery {
         task_id,
         event_type,
         limit,
-        before_seq: after.map(|s| s.key),
+        before,
     };
     errors.into_result(())?;
     let mut rows = state.store.list_audit(&user.user_id, &query).await?;
     let next_cursor = next_cursor(&mut rows, limit, "audit", |(seq, e)| {
-        (*seq, e.event_id.to_string())
+        (e.occurred_at.timestamp_micros(), seq.to_string())
     });
     Ok(Json(AuditPage {
         items: rows.into_iter().map(|(_, e)| e).collect(),

@@ -130,10 +130,17 @@ pub(super) async fn list_audit(
     if let Some(event_type) = &query.event_type {
         sql.push(" AND event_type = ").push_bind(event_type.clone());
     }
-    if let Some(before) = query.before_seq {
-        sql.push(" AND seq < ").push_bind(before);
+    if let Some(before) = query.before {
+        let at = before.occurred_at.timestamp_micros();
+        sql.push(" AND (occurred_at < ")
+            .push_bind(at)
+            .push(" OR (occurred_at = ")
+            .push_bind(at)
+            .push(" AND seq < ")
+            .push_bind(before.seq)
+            .push("))");
     }
-    sql.push(" ORDER BY seq DESC LIMIT ")
+    sql.push(" ORDER BY occurred_at DESC, seq DESC LIMIT ")
         .push_bind(query.limit + 1);
     let rows = sql.build().fetch_all(pool).await?;
     rows.iter()
