@@ -20,7 +20,7 @@ use crate::services::consumer::{self, Handler};
 use crate::services::webhook::WebhookConfig;
 use crate::services::{audit, notification, recurring, retention, sync, webhook};
 use crate::shutdown::Shutdown;
-use crate::state::{AppState, Readiness};
+use crate::state::{AppState, Readiness, Shared};
 
 /// A built application: listener bound, store open and migrated, nothing running yet.
 pub struct Application {
@@ -70,7 +70,7 @@ impl Application {
             }),
             _ => None,
         };
-        let state = AppState {
+        let state = AppState::new(Shared {
             store,
             bus,
             verifier,
@@ -81,7 +81,7 @@ impl Application {
             services: settings.services.clone(),
             ws_ping: Duration::from_secs(settings.ws_ping_secs),
             openapi: Arc::default(),
-        };
+        });
         Ok(Application {
             listener,
             state,

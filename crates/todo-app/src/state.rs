@@ -14,9 +14,28 @@ use crate::config::ServiceSet;
 use crate::services::sync::Hub;
 use crate::shutdown::ShutdownSignal;
 
-/// Shared state, cheap to clone into every handler.
+/// Shared state: one reference-counted pointer, so the several clones each request makes
+/// (one per extractor and middleware) cost one atomic increment each.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+impl AppState {
+    /// Wraps the shared parts.
+    pub fn new(shared: Shared) -> Self {
+        AppState(Arc::new(shared))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+/// What handlers and services share.
+pub struct Shared {
     /// Persistence.
     pub store: Arc<dyn Store>,
     /// Event transport between services.
