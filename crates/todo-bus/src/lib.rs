@@ -61,8 +61,14 @@ pub trait EventBus: Send + Sync + std::fmt::Debug + 'static {
 #[async_trait]
 pub trait Subscription: Send {
     /// Waits for the next events, returning between 1 and `max` of them, oldest first.
+    /// Cancel-safe: a call dropped before it returns loses no event.
     async fn next_batch(&mut self, max: usize) -> Result<Vec<Delivery>>;
 
-    /// Records that every event of `batch` has been handled.
-    async fn commit(&mut self, batch: &[Delivery]) -> Result<()>;
+    /// Notes, in memory, that every event of `batch` has been handled.
+    fn ack(&mut self, batch: &[Delivery]);
+
+    /// Makes the acknowledgements durable (the group's committed position). Consumers call
+    /// it now and then rather than per batch: a crash redelivers what was acknowledged but
+    /// not yet committed, which idempotent handlers absorb.
+    async fn commit(&mut self) -> Result<()>;
 }

@@ -37,6 +37,8 @@ impl EventBus for MemoryBus {
             group: group.to_owned(),
             topics: topics.to_vec(),
             position,
+            acked: position,
+            committed: position,
             wake: self.store.appended(),
         }))
     }
@@ -53,6 +55,10 @@ struct MemorySubscription {
     topics: Vec<Topic>,
     /// Read position: after the last event handed out (may be ahead of the commit).
     position: i64,
+    /// Highest position handled.
+    acked: i64,
+    /// Highest position made durable.
+    committed: i64,
     wake: watch::Receiver<u64>,
 }
 
@@ -83,9 +89,16 @@ impl Subscription for MemorySubscription {
         }
     }
 
-    async fn commit(&mut self, batch: &[Delivery]) -> Result<()> {
+    fn ack(&mut self, batch: &[Delivery]) {
         if let Some(last) = batch.iter().map(|d| d.position).max() {
-            self.store.commit_position(&self.group, last).await?;
+            self.acked = self.acked.max(last);
+        }
+    }
+
+    async fn commit(&mut self) -> Result<()> {
+        if self.acked > self.committed {
+            self.store.commit_position(&self.group, self.acked).await?;
+            self.committed = self.acked;
         }
         Ok(())
     }

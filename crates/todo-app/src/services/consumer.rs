@@ -89,10 +89,18 @@ pub async fn run(
     running.store(true, Ordering::Release);
     tracing::info!(consumer = name, "consumer started");
     let mut failures = 0;
+    // Positions are committed at most every COMMIT_EVERY (and at shutdown), not per batch:
+    // under load a commit per batch per consumer would queue on the store's single writer.
+    let mut commit_at: Option<tokio::time::Instant> = None;
     loop {
         let batch = tokio::select! {
             biased;
             () = shutdown.wait() => break,
+            () = sleep_until_or_never(commit_at) => {
+                commit(sub.as_mut(), name, &shutdown).await;
+                commit_at = None;
+                continue;
+            }
             batch = sub.next_batch(BATCH) => batch,
         };
         let batch = match batch {
@@ -105,7 +113,7 @@ pub async fn run(
                 continue;
             }
         };
-        // Handle and commit even if shutdown arrives meanwhile: finish what is in flight.
+        // Handle even if shutdown arrives meanwhile: finish what is in flight.
         let mut attempt = 0;
         while let Err(e) = handler.handle(&batch).await {
             metrics.events.failed(name, "handler");
@@ -121,20 +129,14 @@ pub async fn run(
                     consumer = name,
                     "giving up on the batch for shutdown; it will be redelivered"
                 );
+                commit(sub.as_mut(), name, &shutdown).await;
                 running.store(false, Ordering::Release);
                 return;
             }
             tokio::time::sleep(backoff(attempt)).await;
         }
-        let mut attempt = 0;
-        while let Err(e) = sub.commit(&batch).await {
-            attempt += 1;
-            tracing::warn!(consumer = name, error = %e, "commit failed; retrying");
-            if shutdown.is_triggered() && attempt >= 3 {
-                break; // redelivered on restart; handlers are idempotent
-            }
-            tokio::time::sleep(backoff(attempt)).await;
-        }
+        sub.ack(&batch);
+        commit_at.get_or_insert_with(|| tokio::time::Instant::now() + COMMIT_EVERY);
         failures = 0;
         let now = chrono::Utc::now();
         for d in &batch {
@@ -143,8 +145,33 @@ pub async fn run(
             metrics.events.observe_latency(name, latency);
         }
     }
+    commit(sub.as_mut(), name, &shutdown).await;
     running.store(false, Ordering::Release);
     tracing::info!(consumer = name, "consumer stopped");
+}
+
+/// How long a handled event may wait before its position is committed.
+const COMMIT_EVERY: Duration = Duration::from_millis(100);
+
+async fn sleep_until_or_never(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Commits acknowledged positions, retrying; during shutdown it gives up after a few tries
+/// (the events are then redelivered on restart, and handlers are idempotent).
+async fn commit(sub: &mut dyn Subscription, name: &'static str, shutdown: &ShutdownSignal) {
+    let mut attempt = 0;
+    while let Err(e) = sub.commit().await {
+        attempt += 1;
+        tracing::warn!(consumer = name, error = %e, "commit failed; retrying");
+        if shutdown.is_triggered() && attempt >= 3 {
+            return;
+        }
+        tokio::time::sleep(backoff(attempt)).await;
+    }
 }
 
 /// Keeps the consumer lag gauges current.
