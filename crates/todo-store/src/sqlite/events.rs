@@ -6,23 +6,33 @@ use todo_domain::time::Timestamp;
 use todo_domain::{AuditEntry, CloudEvent, Topic};
 
 use super::rows;
+use super::tasks::Query;
 use super::tx::WriteTx;
 use crate::{AuditQuery, Result, StoreError, StoredEvent};
 
 /// Appends `event` to the outbox inside the caller's transaction.
 pub(super) async fn append(conn: &mut SqliteConnection, event: &CloudEvent) -> Result<()> {
+    bind_append(sqlx::query(APPEND), event)?
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Appends an event; its parameters are bound by [`bind_append`].
+pub(super) const APPEND: &str =
+    "INSERT INTO events (id, topic, key, payload, created_at) VALUES (?, ?, ?, ?, ?)";
+
+/// Binds [`APPEND`]'s parameters.
+pub(super) fn bind_append<'q>(query: Query<'q>, event: &'q CloudEvent) -> Result<Query<'q>> {
     let topic = event
         .topic()
         .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-    sqlx::query("INSERT INTO events (id, topic, key, payload, created_at) VALUES (?, ?, ?, ?, ?)")
+    Ok(query
         .bind(event.id.to_string())
         .bind(topic.as_str())
         .bind(event.user_id().unwrap_or_default())
         .bind(serde_json::to_string(event)?)
-        .bind(todo_domain::time::now().timestamp_micros())
-        .execute(conn)
-        .await?;
-    Ok(())
+        .bind(todo_domain::time::now().timestamp_micros()))
 }
 
 pub(super) async fn read(

@@ -117,10 +117,23 @@ impl Store for SqliteStore {
     }
 
     async fn insert_task(&self, task: &Task, event: &CloudEvent) -> Result<()> {
-        let mut tx = WriteTx::begin(&self.writer).await?;
-        tasks::insert(&mut tx, task).await?;
-        events::append(&mut tx, event).await?;
-        tx.commit().await?;
+        // The hottest write: the whole transaction goes to SQLite's thread as one batch,
+        // one hand-off instead of four (BEGIN, two INSERTs, COMMIT).
+        static SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+            format!(
+                "BEGIN IMMEDIATE; {}; {}; COMMIT",
+                tasks::INSERT,
+                events::APPEND
+            )
+        });
+        let mut conn = self.writer.acquire().await?;
+        let query =
+            events::bind_append(tasks::bind_insert(sqlx::query(SQL.as_str()), task), event)?;
+        if let Err(e) = query.execute(&mut *conn).await {
+            // The batch may have stopped inside the transaction: discard it with the connection.
+            conn.close_on_drop();
+            return Err(e.into());
+        }
         self.signal_append();
         Ok(())
     }

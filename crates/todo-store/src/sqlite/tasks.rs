@@ -10,10 +10,10 @@ use uuid::Uuid;
 use super::rows::{self, TASK_COLUMNS};
 use crate::{Result, StoreError};
 
-fn bind_task<'q>(
-    query: sqlx::query::Query<'q, Sqlite, sqlx::sqlite::SqliteArguments<'q>>,
-    task: &'q Task,
-) -> sqlx::query::Query<'q, Sqlite, sqlx::sqlite::SqliteArguments<'q>> {
+/// A query with SQLite arguments.
+pub(super) type Query<'q> = sqlx::query::Query<'q, Sqlite, sqlx::sqlite::SqliteArguments<'q>>;
+
+fn bind_task<'q>(query: Query<'q>, task: &'q Task) -> Query<'q> {
     query
         .bind(task.title.as_str())
         .bind(task.title_key())
@@ -32,20 +32,24 @@ fn bind_task<'q>(
         .bind(task.updated_at.timestamp_micros())
 }
 
-pub(super) async fn insert(conn: &mut SqliteConnection, task: &Task) -> Result<()> {
-    let query = sqlx::query(
-        "INSERT INTO tasks (title, title_key, description, search_text, completed, completed_at, priority, tags,
-            due_at, remind_before_minutes, recurrence_frequency, recurrence_interval, recurrence_anchor_day,
-            version, updated_at, id, user_id, parent_task_id, created_at)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-    );
+/// Inserts a task row; its parameters are bound by [`bind_insert`].
+pub(super) const INSERT: &str =
+    "INSERT INTO tasks (title, title_key, description, search_text, completed, completed_at,
+        priority, tags, due_at, remind_before_minutes, recurrence_frequency, recurrence_interval,
+        recurrence_anchor_day, version, updated_at, id, user_id, parent_task_id, created_at)
+     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+
+/// Binds [`INSERT`]'s parameters.
+pub(super) fn bind_insert<'q>(query: Query<'q>, task: &'q Task) -> Query<'q> {
     bind_task(query, task)
         .bind(task.id.to_string())
         .bind(task.user_id.as_str())
         .bind(task.parent_task_id.map(|id| id.to_string()))
         .bind(task.created_at.timestamp_micros())
-        .execute(conn)
-        .await?;
+}
+
+pub(super) async fn insert(conn: &mut SqliteConnection, task: &Task) -> Result<()> {
+    bind_insert(sqlx::query(INSERT), task).execute(conn).await?;
     Ok(())
 }
 
