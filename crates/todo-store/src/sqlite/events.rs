@@ -7,7 +7,6 @@ use todo_domain::{AuditEntry, CloudEvent, Topic};
 
 use super::rows;
 use super::tasks::Query;
-use super::tx::WriteTx;
 use crate::{AuditQuery, Result, StoreError, StoredEvent};
 
 /// Appends `event` to the outbox inside the caller's transaction.
@@ -98,29 +97,31 @@ pub(super) async fn prune(pool: &SqlitePool, before: Timestamp, consumers: &[&st
 }
 
 pub(super) async fn record_audit(pool: &SqlitePool, entries: &[AuditEntry]) -> Result<u64> {
-    if entries.is_empty() {
-        return Ok(0);
-    }
-    let mut tx = WriteTx::begin(pool).await?;
+    // One multi-row statement per chunk: atomic by itself, and one hand-off to SQLite's
+    // thread instead of one per row while holding the write lock.
+    const ROWS_PER_STATEMENT: usize = 500; // 8 parameters a row, well under SQLite's limit
     let mut inserted = 0;
-    for entry in entries {
-        inserted += sqlx::query(
-            "INSERT INTO audit_log (event_id, user_id, event_type, task_id, occurred_at, recorded_at, source, data)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (event_id) DO NOTHING",
-        )
-        .bind(entry.event_id.to_string())
-        .bind(entry.user_id.as_str())
-        .bind(entry.event_type.as_str())
-        .bind(entry.task_id.map(|id| id.to_string()))
-        .bind(entry.occurred_at.timestamp_micros())
-        .bind(entry.recorded_at.timestamp_micros())
-        .bind(entry.source.as_str())
-        .bind(serde_json::to_string(&entry.data)?)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
+    for chunk in entries.chunks(ROWS_PER_STATEMENT) {
+        let mut data = Vec::with_capacity(chunk.len());
+        for entry in chunk {
+            data.push(serde_json::to_string(&entry.data)?);
+        }
+        let mut sql: QueryBuilder<Sqlite> = QueryBuilder::new(
+            "INSERT INTO audit_log (event_id, user_id, event_type, task_id, occurred_at, recorded_at, source, data) ",
+        );
+        sql.push_values(chunk.iter().zip(data), |mut row, (entry, data)| {
+            row.push_bind(entry.event_id.to_string())
+                .push_bind(entry.user_id.as_str())
+                .push_bind(entry.event_type.as_str())
+                .push_bind(entry.task_id.map(|id| id.to_string()))
+                .push_bind(entry.occurred_at.timestamp_micros())
+                .push_bind(entry.recorded_at.timestamp_micros())
+                .push_bind(entry.source.as_str())
+                .push_bind(data);
+        });
+        sql.push(" ON CONFLICT (event_id) DO NOTHING");
+        inserted += sql.build().execute(pool).await?.rows_affected();
     }
-    tx.commit().await?;
     Ok(inserted)
 }
 
