@@ -1,6 +1,5 @@
 //! The outbox/log and the audit log.
 
-use sqlx::sqlite::SqlitePool;
 use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection};
 use todo_domain::time::Timestamp;
 use todo_domain::{AuditEntry, CloudEvent, Topic};
@@ -35,7 +34,7 @@ pub(super) fn bind_append<'q>(query: Query<'q>, event: &'q CloudEvent) -> Result
 }
 
 pub(super) async fn read(
-    pool: &SqlitePool,
+    conn: &mut SqliteConnection,
     after: i64,
     topics: &[Topic],
     limit: i64,
@@ -48,7 +47,7 @@ pub(super) async fn read(
         names.push_bind(topic.as_str());
     }
     sql.push(") ORDER BY seq LIMIT ").push_bind(limit);
-    let rows = sql.build().fetch_all(pool).await?;
+    let rows = sql.build().fetch_all(&mut *conn).await?;
     rows.iter()
         .map(|row| {
             Ok(StoredEvent {
@@ -59,7 +58,11 @@ pub(super) async fn read(
         .collect()
 }
 
-pub(super) async fn count_after(pool: &SqlitePool, after: i64, topics: &[Topic]) -> Result<i64> {
+pub(super) async fn count_after(
+    conn: &mut SqliteConnection,
+    after: i64,
+    topics: &[Topic],
+) -> Result<i64> {
     let mut sql: QueryBuilder<Sqlite> =
         QueryBuilder::new("SELECT COUNT(*) FROM events WHERE seq > ");
     sql.push_bind(after).push(" AND topic IN (");
@@ -68,10 +71,14 @@ pub(super) async fn count_after(pool: &SqlitePool, after: i64, topics: &[Topic])
         names.push_bind(topic.as_str());
     }
     sql.push(")");
-    Ok(sql.build_query_scalar().fetch_one(pool).await?)
+    Ok(sql.build_query_scalar().fetch_one(&mut *conn).await?)
 }
 
-pub(super) async fn prune(pool: &SqlitePool, before: Timestamp, consumers: &[&str]) -> Result<u64> {
+pub(super) async fn prune(
+    conn: &mut SqliteConnection,
+    before: Timestamp,
+    consumers: &[&str],
+) -> Result<u64> {
     if consumers.is_empty() {
         return Ok(0);
     }
@@ -83,7 +90,7 @@ pub(super) async fn prune(pool: &SqlitePool, before: Timestamp, consumers: &[&st
         names.push_bind(*consumer);
     }
     sql.push(")");
-    let row = sql.build().fetch_one(pool).await?;
+    let row = sql.build().fetch_one(&mut *conn).await?;
     let (known, floor): (i64, Option<i64>) = (row.try_get(0)?, row.try_get(1)?);
     let Some(floor) = floor.filter(|_| known == consumers.len() as i64) else {
         return Ok(0); // a consumer that never committed still needs everything
@@ -91,12 +98,15 @@ pub(super) async fn prune(pool: &SqlitePool, before: Timestamp, consumers: &[&st
     let done = sqlx::query("DELETE FROM events WHERE seq <= ? AND created_at < ?")
         .bind(floor)
         .bind(before.timestamp_micros())
-        .execute(pool)
+        .execute(&mut *conn)
         .await?;
     Ok(done.rows_affected())
 }
 
-pub(super) async fn record_audit(pool: &SqlitePool, entries: &[AuditEntry]) -> Result<u64> {
+pub(super) async fn record_audit(
+    conn: &mut SqliteConnection,
+    entries: &[AuditEntry],
+) -> Result<u64> {
     // One multi-row statement per chunk: atomic by itself, and one hand-off to SQLite's
     // thread instead of one per row while holding the write lock.
     const ROWS_PER_STATEMENT: usize = 500; // 8 parameters a row, well under SQLite's limit
@@ -120,13 +130,13 @@ pub(super) async fn record_audit(pool: &SqlitePool, entries: &[AuditEntry]) -> R
                 .push_bind(data);
         });
         sql.push(" ON CONFLICT (event_id) DO NOTHING");
-        inserted += sql.build().execute(pool).await?.rows_affected();
+        inserted += sql.build().execute(&mut *conn).await?.rows_affected();
     }
     Ok(inserted)
 }
 
 pub(super) async fn list_audit(
-    pool: &SqlitePool,
+    conn: &mut SqliteConnection,
     user_id: &str,
     query: &AuditQuery,
 ) -> Result<Vec<(i64, AuditEntry)>> {
@@ -153,7 +163,7 @@ pub(super) async fn list_audit(
     }
     sql.push(" ORDER BY occurred_at DESC, seq DESC LIMIT ")
         .push_bind(query.limit + 1);
-    let rows = sql.build().fetch_all(pool).await?;
+    let rows = sql.build().fetch_all(&mut *conn).await?;
     rows.iter()
         .map(|row| {
             let entry = AuditEntry {

@@ -1,11 +1,12 @@
 //! The SQLite store: the embedded default.
 //!
-//! One writer connection and a small pool of read-only connections. SQLite allows one
+//! One writer connection and a few read-only connections. SQLite allows one
 //! writer at a time anyway; funnelling writes through one connection queues them in the
 //! pool instead of failing with `SQLITE_BUSY`, while WAL lets reads run beside the writer.
 //! `synchronous=NORMAL` in WAL mode makes a commit survive a process crash (`kill -9`);
 //! `TODO_SQLITE_SYNCHRONOUS=full` extends that to power loss at some cost in write speed.
 
+mod conn;
 mod events;
 mod reminders;
 mod rows;
@@ -16,9 +17,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
-};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
 use todo_domain::reminder::Notification;
 use todo_domain::time::Timestamp;
 use todo_domain::{AuditEntry, CloudEvent, Reminder, ReminderPlan, Task, TaskQuery, Topic};
@@ -27,6 +26,7 @@ use uuid::Uuid;
 use crate::{
     AuditQuery, PageQuery, Result, Store, StoreError, StoredEvent, WebhookDelivery, WebhookOutcome,
 };
+use conn::{Conn, Readers};
 use tx::WriteTx;
 
 /// Connection options for [`SqliteStore::connect_with`].
@@ -35,10 +35,10 @@ pub use sqlx::sqlite::SqliteConnectOptions as ConnectOptions;
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
 /// SQLite-backed [`Store`].
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct SqliteStore {
-    writer: SqlitePool,
-    reader: SqlitePool,
+    writer: Conn,
+    readers: Readers,
     appended: std::sync::Arc<tokio::sync::watch::Sender<u64>>,
 }
 
@@ -73,24 +73,13 @@ impl SqliteStore {
             .busy_timeout(Duration::from_secs(10))
             .pragma("temp_store", "memory")
             .pragma("cache_size", "-16000");
-        let writer = SqlitePoolOptions::new()
-            .max_connections(1)
-            .min_connections(1)
-            .idle_timeout(None)
-            .max_lifetime(None)
-            .connect_with(options.clone())
-            .await?;
-        MIGRATOR.run(&writer).await?;
-        let reader = SqlitePoolOptions::new()
-            .max_connections(4)
-            .idle_timeout(None)
-            .max_lifetime(None)
-            .connect_with(options.read_only(true))
-            .await?;
+        let writer = Conn::new(options.clone());
+        MIGRATOR.run_direct(&mut *writer.get().await?).await?;
+        let readers = Readers::new(options, 4);
         let (appended, _) = tokio::sync::watch::channel(0);
         Ok(SqliteStore {
             writer,
-            reader,
+            readers,
             appended: std::sync::Arc::new(appended),
         })
     }
@@ -103,7 +92,9 @@ impl SqliteStore {
 #[async_trait]
 impl Store for SqliteStore {
     async fn ping(&self) -> Result<()> {
-        sqlx::query("SELECT 1").execute(&self.reader).await?;
+        sqlx::query("SELECT 1")
+            .execute(&mut *self.readers.get().await?)
+            .await?;
         Ok(())
     }
 
@@ -112,7 +103,7 @@ impl Store for SqliteStore {
     }
 
     async fn migrate(&self) -> Result<()> {
-        MIGRATOR.run(&self.writer).await?;
+        MIGRATOR.run_direct(&mut *self.writer.get().await?).await?;
         Ok(())
     }
 
@@ -126,12 +117,12 @@ impl Store for SqliteStore {
                 events::APPEND
             )
         });
-        let mut conn = self.writer.acquire().await?;
+        let mut conn = self.writer.get().await?;
         let query =
             events::bind_append(tasks::bind_insert(sqlx::query(SQL.as_str()), task), event)?;
         if let Err(e) = query.execute(&mut *conn).await {
             // The batch may have stopped inside the transaction: discard it with the connection.
-            conn.close_on_drop();
+            conn.discard();
             return Err(e.into());
         }
         self.signal_append();
@@ -139,7 +130,7 @@ impl Store for SqliteStore {
     }
 
     async fn get_task(&self, user_id: &str, id: Uuid) -> Result<Option<Task>> {
-        tasks::get(&self.reader, user_id, id).await
+        tasks::get(&mut *self.readers.get().await?, user_id, id).await
     }
 
     async fn update_task(
@@ -178,7 +169,7 @@ impl Store for SqliteStore {
     }
 
     async fn list_tasks(&self, user_id: &str, query: &TaskQuery) -> Result<Vec<Task>> {
-        tasks::list(&self.reader, user_id, query).await
+        tasks::list(&mut *self.readers.get().await?, user_id, query).await
     }
 
     async fn spawn_next_occurrence(
@@ -216,22 +207,22 @@ impl Store for SqliteStore {
         topics: &[Topic],
         limit: i64,
     ) -> Result<Vec<StoredEvent>> {
-        events::read(&self.reader, after, topics, limit).await
+        events::read(&mut *self.readers.get().await?, after, topics, limit).await
     }
 
     async fn last_event_seq(&self) -> Result<i64> {
         let seq: Option<i64> = sqlx::query_scalar("SELECT MAX(seq) FROM events")
-            .fetch_one(&self.reader)
+            .fetch_one(&mut *self.readers.get().await?)
             .await?;
         Ok(seq.unwrap_or(0))
     }
 
     async fn count_events_after(&self, after: i64, topics: &[Topic]) -> Result<i64> {
-        events::count_after(&self.reader, after, topics).await
+        events::count_after(&mut *self.readers.get().await?, after, topics).await
     }
 
     async fn prune_events(&self, before: Timestamp, consumers: &[&str]) -> Result<u64> {
-        events::prune(&self.writer, before, consumers).await
+        events::prune(&mut *self.writer.get().await?, before, consumers).await
     }
 
     async fn consumer_position(&self, consumer: &str) -> Result<i64> {
@@ -239,7 +230,7 @@ impl Store for SqliteStore {
         let position: Option<i64> =
             sqlx::query_scalar("SELECT position FROM consumer_positions WHERE consumer = ?")
                 .bind(consumer)
-                .fetch_optional(&self.writer)
+                .fetch_optional(&mut *self.writer.get().await?)
                 .await?;
         Ok(position.unwrap_or(0))
     }
@@ -252,13 +243,13 @@ impl Store for SqliteStore {
         .bind(consumer)
         .bind(position)
         .bind(todo_domain::time::now().timestamp_micros())
-        .execute(&self.writer)
+        .execute(&mut *self.writer.get().await?)
         .await?;
         Ok(())
     }
 
     async fn record_audit(&self, entries: &[AuditEntry]) -> Result<u64> {
-        events::record_audit(&self.writer, entries).await
+        events::record_audit(&mut *self.writer.get().await?, entries).await
     }
 
     async fn list_audit(
@@ -266,7 +257,7 @@ impl Store for SqliteStore {
         user_id: &str,
         query: &AuditQuery,
     ) -> Result<Vec<(i64, AuditEntry)>> {
-        events::list_audit(&self.reader, user_id, query).await
+        events::list_audit(&mut *self.readers.get().await?, user_id, query).await
     }
 
     async fn plan_reminder(
@@ -287,7 +278,7 @@ impl Store for SqliteStore {
     }
 
     async fn next_reminder_at(&self) -> Result<Option<Timestamp>> {
-        reminders::next_at(&self.writer).await
+        reminders::next_at(&mut *self.writer.get().await?).await
     }
 
     async fn deliver_due_reminders(
@@ -304,7 +295,7 @@ impl Store for SqliteStore {
     }
 
     async fn list_reminders(&self, user_id: &str, query: &PageQuery) -> Result<Vec<Reminder>> {
-        reminders::list(&self.reader, user_id, query).await
+        reminders::list(&mut *self.readers.get().await?, user_id, query).await
     }
 
     async fn list_notifications(
@@ -312,7 +303,7 @@ impl Store for SqliteStore {
         user_id: &str,
         query: &PageQuery,
     ) -> Result<Vec<(i64, Notification)>> {
-        reminders::list_notifications(&self.reader, user_id, query).await
+        reminders::list_notifications(&mut *self.readers.get().await?, user_id, query).await
     }
 
     async fn claim_webhooks(
@@ -325,7 +316,7 @@ impl Store for SqliteStore {
     }
 
     async fn next_webhook_at(&self) -> Result<Option<Timestamp>> {
-        reminders::next_webhook_at(&self.writer).await
+        reminders::next_webhook_at(&mut *self.writer.get().await?).await
     }
 
     async fn finish_webhook(
@@ -334,6 +325,6 @@ impl Store for SqliteStore {
         outcome: &WebhookOutcome,
         now: Timestamp,
     ) -> Result<()> {
-        reminders::finish_webhook(&self.writer, id, outcome, now).await
+        reminders::finish_webhook(&mut *self.writer.get().await?, id, outcome, now).await
     }
 }

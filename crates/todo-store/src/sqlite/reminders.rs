@@ -1,6 +1,6 @@
 //! Reminders, notifications and webhook deliveries.
 
-use sqlx::sqlite::{SqlitePool, SqliteRow};
+use sqlx::sqlite::SqliteRow;
 use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection};
 use todo_domain::event::{EventType, ReminderData};
 use todo_domain::reminder::Notification;
@@ -8,6 +8,7 @@ use todo_domain::time::Timestamp;
 use todo_domain::{CloudEvent, Reminder, ReminderPlan, ReminderStatus, TraceParent};
 use uuid::Uuid;
 
+use super::conn::Conn;
 use super::tx::WriteTx;
 use super::{events, rows};
 use crate::{PageQuery, Result, StoreError, WebhookDelivery, WebhookOutcome};
@@ -61,7 +62,7 @@ pub(super) async fn plan(
 ) -> Result<Option<Reminder>> {
     // Most events change no reminder (a task without a due date, a repeated event): settle
     // those with a read, and take the write lock only for a change, checked again under it.
-    let mut conn = store.reader.acquire().await?;
+    let mut conn = store.readers.get().await?;
     let seen = get(&mut conn, task_id).await?;
     drop(conn);
     if plan
@@ -111,21 +112,21 @@ pub(super) async fn plan(
     Ok(Some(next))
 }
 
-pub(super) async fn next_at(pool: &SqlitePool) -> Result<Option<Timestamp>> {
+pub(super) async fn next_at(conn: &mut SqliteConnection) -> Result<Option<Timestamp>> {
     let at: Option<i64> =
         sqlx::query_scalar("SELECT MIN(remind_at) FROM reminders WHERE status = 'scheduled'")
-            .fetch_one(pool)
+            .fetch_one(&mut *conn)
             .await?;
     rows::opt_time(at)
 }
 
 pub(super) async fn deliver_due(
-    pool: &SqlitePool,
+    writer: &Conn,
     now: Timestamp,
     limit: i64,
     webhook: bool,
 ) -> Result<Vec<Reminder>> {
-    let mut tx = WriteTx::begin(pool).await?;
+    let mut tx = WriteTx::begin(writer).await?;
     let due = sqlx::query(&format!(
         "SELECT {REMINDER_COLUMNS} FROM reminders WHERE status = 'scheduled' AND remind_at <= ? ORDER BY remind_at LIMIT ?"
     ))
@@ -187,7 +188,7 @@ pub(super) async fn deliver_due(
 }
 
 pub(super) async fn list(
-    pool: &SqlitePool,
+    conn: &mut SqliteConnection,
     user_id: &str,
     query: &PageQuery,
 ) -> Result<Vec<Reminder>> {
@@ -206,12 +207,12 @@ pub(super) async fn list(
     }
     sql.push(" ORDER BY remind_at DESC, task_id DESC LIMIT ")
         .push_bind(query.limit + 1);
-    let rows = sql.build().fetch_all(pool).await?;
+    let rows = sql.build().fetch_all(&mut *conn).await?;
     rows.iter().map(reminder).collect()
 }
 
 pub(super) async fn list_notifications(
-    pool: &SqlitePool,
+    conn: &mut SqliteConnection,
     user_id: &str,
     query: &PageQuery,
 ) -> Result<Vec<(i64, Notification)>> {
@@ -224,7 +225,7 @@ pub(super) async fn list_notifications(
     }
     sql.push(" ORDER BY seq DESC LIMIT ")
         .push_bind(query.limit + 1);
-    let rows = sql.build().fetch_all(pool).await?;
+    let rows = sql.build().fetch_all(&mut *conn).await?;
     rows.iter()
         .map(|row| {
             Ok((
@@ -242,12 +243,12 @@ pub(super) async fn list_notifications(
 }
 
 pub(super) async fn claim_webhooks(
-    pool: &SqlitePool,
+    writer: &Conn,
     now: Timestamp,
     lease_until: Timestamp,
     limit: i64,
 ) -> Result<Vec<WebhookDelivery>> {
-    let mut tx = WriteTx::begin(pool).await?;
+    let mut tx = WriteTx::begin(writer).await?;
     let rows = sqlx::query(
         "SELECT id, event_id, payload, attempts FROM webhook_deliveries
          WHERE status = 'pending' AND next_attempt_at <= ? ORDER BY next_attempt_at LIMIT ?",
@@ -275,17 +276,17 @@ pub(super) async fn claim_webhooks(
     Ok(claimed)
 }
 
-pub(super) async fn next_webhook_at(pool: &SqlitePool) -> Result<Option<Timestamp>> {
+pub(super) async fn next_webhook_at(conn: &mut SqliteConnection) -> Result<Option<Timestamp>> {
     let at: Option<i64> = sqlx::query_scalar(
         "SELECT MIN(next_attempt_at) FROM webhook_deliveries WHERE status = 'pending'",
     )
-    .fetch_one(pool)
+    .fetch_one(&mut *conn)
     .await?;
     rows::opt_time(at)
 }
 
 pub(super) async fn finish_webhook(
-    pool: &SqlitePool,
+    conn: &mut SqliteConnection,
     id: i64,
     outcome: &WebhookOutcome,
     now: Timestamp,
@@ -304,7 +305,7 @@ pub(super) async fn finish_webhook(
     .bind(error)
     .bind(now.timestamp_micros())
     .bind(id)
-    .execute(pool)
+    .execute(&mut *conn)
     .await?;
     Ok(())
 }

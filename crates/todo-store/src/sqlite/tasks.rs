@@ -1,6 +1,6 @@
 //! Task rows: writes inside the caller's transaction, reads and the list query.
 
-use sqlx::sqlite::{SqlitePool, SqliteRow};
+use sqlx::sqlite::SqliteRow;
 use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
 use todo_domain::cursor::CursorKey;
 use todo_domain::query::{SortKey, StatusFilter, due_sort_value};
@@ -53,13 +53,17 @@ pub(super) async fn insert(conn: &mut SqliteConnection, task: &Task) -> Result<(
     Ok(())
 }
 
-pub(super) async fn get(pool: &SqlitePool, user_id: &str, id: Uuid) -> Result<Option<Task>> {
+pub(super) async fn get(
+    conn: &mut SqliteConnection,
+    user_id: &str,
+    id: Uuid,
+) -> Result<Option<Task>> {
     let row: Option<SqliteRow> = sqlx::query(&format!(
         "SELECT {TASK_COLUMNS} FROM tasks WHERE id = ? AND user_id = ?"
     ))
     .bind(id.to_string())
     .bind(user_id)
-    .fetch_optional(pool)
+    .fetch_optional(&mut *conn)
     .await?;
     row.as_ref().map(rows::task).transpose()
 }
@@ -133,7 +137,11 @@ fn sort_expr(sort: SortKey, descending: bool) -> String {
     }
 }
 
-pub(super) async fn list(pool: &SqlitePool, user_id: &str, query: &TaskQuery) -> Result<Vec<Task>> {
+pub(super) async fn list(
+    conn: &mut SqliteConnection,
+    user_id: &str,
+    query: &TaskQuery,
+) -> Result<Vec<Task>> {
     let mut sql: QueryBuilder<Sqlite> =
         QueryBuilder::new(format!("SELECT {TASK_COLUMNS} FROM tasks WHERE user_id = "));
     sql.push_bind(user_id);
@@ -184,7 +192,7 @@ pub(super) async fn list(pool: &SqlitePool, user_id: &str, query: &TaskQuery) ->
     }
     sql.push(format!(" ORDER BY {expr} {dir}, id {dir} LIMIT "))
         .push_bind(query.limit + 1);
-    let rows = sql.build().fetch_all(pool).await?;
+    let rows = sql.build().fetch_all(&mut *conn).await?;
     rows.iter().map(rows::task).collect()
 }
 
