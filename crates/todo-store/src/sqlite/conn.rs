@@ -14,6 +14,9 @@ use tokio::sync::{Mutex, MutexGuard};
 
 use crate::Result;
 
+/// Longest wait for a connection before the caller is told the store is unavailable.
+const WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// One connection, opened on first use and again after it is discarded.
 #[derive(Debug)]
 pub(super) struct Conn {
@@ -35,9 +38,11 @@ impl Conn {
         }
     }
 
-    /// Waits for the connection (FIFO), connecting if there is none.
+    /// Waits for the connection (FIFO, at most [`WAIT`]), connecting if there is none.
     pub(super) async fn get(&self) -> Result<Guard<'_>> {
-        let slot = self.slot.lock().await;
+        let slot = tokio::time::timeout(WAIT, self.slot.lock())
+            .await
+            .map_err(|_| sqlx::Error::PoolTimedOut)?;
         Self::fill(slot, &self.options).await
     }
 
