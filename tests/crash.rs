@@ -257,3 +257,63 @@ async fn no_acknowledged_write_or_event_is_lost_or_applied_twice_across_twenty_k
     );
     drop(temp);
 }
+
+/// Clients that give up mid-request make the server drop the handler while its write may
+/// be half-way. No transaction may be left open on the writer: the next writes would run
+/// inside it and be lost when it is discarded (audit rows were, before this was fixed).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_abandoned_mid_write_lose_no_later_write() {
+    let app = TestApp::spawn().await;
+    app.wait_ready().await;
+    let token = app.token(USER);
+    let impatient = reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .build()
+        .unwrap();
+    let mut rng = Lcg(7);
+    let mut handles = Vec::new();
+    for round in 0..40u64 {
+        for i in 0..32u64 {
+            // Time-outs of 0.2–2 ms drop requests at every stage of the write.
+            let timeout = Duration::from_micros(200 + rng.next() % 1800);
+            let request = impatient
+                .post(format!("{}/api/{USER}/tasks", app.base))
+                .bearer_auth(&token)
+                .timeout(timeout)
+                .json(&json!({"title": format!("abandoned {round}-{i}")}));
+            handles.push(tokio::spawn(async move {
+                match request.send().await {
+                    Ok(r) => Some(r.status().as_u16()),
+                    Err(_) => None,
+                }
+            }));
+        }
+        for h in handles.drain(..) {
+            if let Some(status) = h.await.unwrap() {
+                assert!(status < 500, "a create answered {status}");
+            }
+        }
+    }
+    // Writes after the storm succeed, and every event is audited exactly once.
+    for i in 0..20 {
+        app.create_task(USER, json!({"title": format!("after {i}")}))
+            .await;
+    }
+    let caught_up = eventually(Duration::from_secs(10), || async {
+        consumers_caught_up(&app).await.then_some(())
+    })
+    .await;
+    assert!(caught_up.is_some(), "consumers did not catch up");
+    let unaudited = sqlite_scalar(
+        &app.data_dir,
+        "SELECT COUNT(*) FROM events e LEFT JOIN audit_log a ON a.event_id = e.id WHERE a.event_id IS NULL",
+    )
+    .await;
+    assert_eq!(unaudited, 0, "events lost from the audit log");
+    assert!(
+        !app.logs()
+            .iter()
+            .any(|l| l.contains("within a transaction")),
+        "a transaction was left open"
+    );
+}

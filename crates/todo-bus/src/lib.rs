@@ -53,7 +53,7 @@ pub trait EventBus: Send + Sync + std::fmt::Debug + 'static {
     /// Joins consumer group `group` on `topics`, resuming after the group's last commit.
     async fn subscribe(&self, group: &str, topics: &[Topic]) -> Result<Box<dyn Subscription>>;
 
-    /// How far `group` lags behind the newest event (for `/metrics` and `/readyz`).
+    /// How far `group`'s committed position lags behind the newest event (for `/metrics`).
     async fn lag(&self, group: &str, topics: &[Topic]) -> Result<i64>;
 }
 

@@ -1,8 +1,8 @@
 //! The SQLite store: the embedded default.
 //!
-//! One writer connection and a few read-only connections. SQLite allows one
-//! writer at a time anyway; funnelling writes through one connection queues them in the
-//! pool instead of failing with `SQLITE_BUSY`, while WAL lets reads run beside the writer.
+//! One writer connection and a few read-only connections. SQLite allows one writer at a
+//! time anyway; funnelling writes through one connection queues them on its lock instead of
+//! failing with `SQLITE_BUSY`, while WAL lets reads run beside the writer.
 //! `synchronous=NORMAL` in WAL mode makes a commit survive a process crash (`kill -9`);
 //! `TODO_SQLITE_SYNCHRONOUS=full` extends that to power loss at some cost in write speed.
 
@@ -117,14 +117,11 @@ impl Store for SqliteStore {
                 events::APPEND
             )
         });
-        let mut conn = self.writer.get().await?;
         let query =
             events::bind_append(tasks::bind_insert(sqlx::query(SQL.as_str()), task), event)?;
-        if let Err(e) = query.execute(&mut *conn).await {
-            // The batch may have stopped inside the transaction: discard it with the connection.
-            conn.discard();
-            return Err(e.into());
-        }
+        let mut batch = WriteTx::batch(&self.writer).await?;
+        query.execute(&mut *batch).await?;
+        batch.finished();
         self.signal_append();
         Ok(())
     }

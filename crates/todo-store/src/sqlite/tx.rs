@@ -33,6 +33,23 @@ impl<'a> WriteTx<'a> {
         })
     }
 
+    /// Takes the writer for a batch that opens and commits its own transaction (`BEGIN
+    /// IMMEDIATE; ...; COMMIT` sent as one). Until [`WriteTx::finished`] is called, dropping
+    /// it discards the connection: a batch cut short (an error, or a request dropped while
+    /// it ran) may have left its transaction open, and the next statement on the
+    /// connection would run inside it.
+    pub(super) async fn batch(writer: &'a Conn) -> Result<Self> {
+        Ok(WriteTx {
+            guard: Some(writer.get().await?),
+            committed: false,
+        })
+    }
+
+    /// Marks a [`WriteTx::batch`] as having run to its own `COMMIT`.
+    pub(super) fn finished(mut self) {
+        self.committed = true;
+    }
+
     /// Commits; on failure the connection is discarded with the transaction.
     pub(super) async fn commit(mut self) -> Result<()> {
         sqlx::query("COMMIT").execute(&mut *self).await?;
