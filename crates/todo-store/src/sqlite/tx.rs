@@ -22,15 +22,11 @@ impl<'a> WriteTx<'a> {
     /// Takes the writer and starts a transaction holding the write lock from the start, so
     /// two processes sharing the file queue instead of failing on lock upgrade.
     pub(super) async fn begin(writer: &'a Conn) -> Result<Self> {
-        let mut guard = writer.get().await?;
-        if let Err(e) = sqlx::query("BEGIN IMMEDIATE").execute(&mut *guard).await {
-            guard.discard();
-            return Err(e.into());
-        }
-        Ok(WriteTx {
-            guard: Some(guard),
-            committed: false,
-        })
+        // Built before BEGIN runs, so a failure or a drop while it runs discards the
+        // connection too.
+        let mut tx = Self::batch(writer).await?;
+        sqlx::query("BEGIN IMMEDIATE").execute(&mut *tx).await?;
+        Ok(tx)
     }
 
     /// Takes the writer for a batch that opens and commits its own transaction (`BEGIN
