@@ -166,20 +166,7 @@ async fn notifications_for(app: &TestApp, user: &str, task_id: &Value) -> Vec<Va
 
 /// Every audit entry for `query`, following cursors.
 async fn audit_all(app: &TestApp, user: &str, query: &str) -> Vec<Value> {
-    let mut items = Vec::new();
-    let mut cursor: Option<String> = None;
-    loop {
-        let mut path = format!("/audit?{query}");
-        if let Some(c) = &cursor {
-            path.push_str(&format!("&cursor={c}"));
-        }
-        let page = app.get_json(user, &path).await;
-        items.extend(page["items"].as_array().unwrap().iter().cloned());
-        match page["next_cursor"].as_str() {
-            Some(c) => cursor = Some(c.to_owned()),
-            None => return items,
-        }
-    }
+    app.all_pages(user, &format!("/audit?{query}")).await
 }
 
 /// `PUT /tasks/{id}` with `body`, asserting 200.

@@ -261,10 +261,17 @@ impl TestApp {
 
     /// Every task of `user` (following cursors) for the given query string.
     pub async fn list_all(&self, user: &str, query: &str) -> Vec<Value> {
+        self.all_pages(user, &format!("/tasks?limit=200&{query}"))
+            .await
+    }
+
+    /// Every item of a paged list at `/api/{user}{path}` (which has a query string),
+    /// following `next_cursor` to the end.
+    pub async fn all_pages(&self, user: &str, path_with_query: &str) -> Vec<Value> {
         let mut items = Vec::new();
         let mut cursor: Option<String> = None;
         loop {
-            let mut path = format!("/tasks?limit=200&{query}");
+            let mut path = path_with_query.to_owned();
             if let Some(c) = &cursor {
                 path.push_str(&format!("&cursor={c}"));
             }
