@@ -171,20 +171,9 @@ async fn audit_all(app: &TestApp, user: &str, query: &str) -> Vec<Value> {
 
 /// `PUT /tasks/{id}` with `body`, asserting 200.
 async fn put_task(app: &TestApp, user: &str, id: &Value, body: Value) -> Value {
-    let response = app
-        .request(
-            reqwest::Method::PUT,
-            user,
-            &format!("/tasks/{}", id.as_str().unwrap()),
-        )
-        .json(&body)
-        .send()
+    let path = format!("/tasks/{}", id.as_str().unwrap());
+    app.send_json(reqwest::Method::PUT, user, &path, body, 200)
         .await
-        .unwrap();
-    let status = response.status();
-    let text = response.text().await.unwrap();
-    assert_eq!(status, 200, "PUT failed: {text}");
-    serde_json::from_str(&text).unwrap()
 }
 
 /// `DELETE /tasks/{id}`, asserting 204.

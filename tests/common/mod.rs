@@ -205,15 +205,28 @@ impl TestApp {
 
     /// `POST /api/{user}/tasks`, asserting 201; returns the task.
     pub async fn create_task(&self, user: &str, body: Value) -> Value {
+        self.send_json(reqwest::Method::POST, user, "/tasks", body, 201)
+            .await
+    }
+
+    /// Sends `body` to `/api/{user}{path}`, asserting `expected`; returns the JSON answer.
+    pub async fn send_json(
+        &self,
+        method: reqwest::Method,
+        user: &str,
+        path: &str,
+        body: Value,
+        expected: u16,
+    ) -> Value {
         let response = self
-            .request(reqwest::Method::POST, user, "/tasks")
+            .request(method.clone(), user, path)
             .json(&body)
             .send()
             .await
             .unwrap();
         let status = response.status();
         let text = response.text().await.unwrap();
-        assert_eq!(status, 201, "create failed: {text}");
+        assert_eq!(status, expected, "{method} {path} failed: {text}");
         serde_json::from_str(&text).unwrap()
     }
 
