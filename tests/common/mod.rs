@@ -378,14 +378,12 @@ where
 
 /// Counts rows of a table in the server's SQLite file (read-only; for crash checks).
 pub async fn sqlite_scalar(data_dir: &Path, sql: &str) -> i64 {
-    use sqlx::ConnectOptions;
-    let mut conn = sqlx::sqlite::SqliteConnectOptions::new()
-        .filename(data_dir.join("todo.db"))
-        .read_only(true)
-        .connect()
-        .await
-        .unwrap();
-    sqlx::query_scalar(sql).fetch_one(&mut conn).await.unwrap()
+    let conn = rusqlite::Connection::open_with_flags(
+        data_dir.join("todo.db"),
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+    )
+    .unwrap();
+    conn.query_row(sql, [], |r| r.get(0)).unwrap()
 }
 
 /// Parses a JSON log line into a map (for log-format assertions).

@@ -11,6 +11,8 @@
 
 pub mod memory;
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 use todo_domain::{CloudEvent, Topic};
 
@@ -43,8 +45,8 @@ impl BusError {
 pub struct Delivery {
     /// Position in the log (per partition on Kafka; global in the embedded log).
     pub position: i64,
-    /// The event.
-    pub event: CloudEvent,
+    /// The event (shared between the consumers that receive it).
+    pub event: Arc<CloudEvent>,
 }
 
 /// Where consumer groups subscribe.

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use todo_domain::Topic;
-use todo_store::Store;
+use todo_store::{Store, StoredEvent};
 use tokio::sync::watch;
 
 use crate::{Delivery, EventBus, Result, Subscription};
@@ -62,6 +62,32 @@ struct MemorySubscription {
     wake: watch::Receiver<u64>,
 }
 
+impl MemorySubscription {
+    /// Reads the next events from the database, moving the read position past them.
+    async fn read_stored(&mut self, max: i64) -> Result<Vec<StoredEvent>> {
+        let events = self
+            .store
+            .read_events(self.position, &self.topics, max)
+            .await?;
+        if let Some(last) = events.last() {
+            self.position = last.seq;
+        }
+        Ok(events)
+    }
+}
+
+fn deliveries(events: Vec<StoredEvent>) -> Option<Vec<Delivery>> {
+    (!events.is_empty()).then(|| {
+        events
+            .into_iter()
+            .map(|e| Delivery {
+                position: e.seq,
+                event: e.event,
+            })
+            .collect()
+    })
+}
+
 #[async_trait]
 impl Subscription for MemorySubscription {
     async fn next_batch(&mut self, max: usize) -> Result<Vec<Delivery>> {
@@ -70,22 +96,30 @@ impl Subscription for MemorySubscription {
             // Mark the signal seen before reading, so an append racing this read still
             // wakes the wait below.
             self.wake.borrow_and_update();
-            let events = self
+            // The tail of the log this process wrote is in memory; the database is read
+            // only to catch up (after a restart, or behind the tail) and on the idle poll.
+            let batch = match self
                 .store
-                .read_events(self.position, &self.topics, max)
-                .await?;
-            if let Some(last) = events.last() {
-                self.position = last.seq;
-                return Ok(events
-                    .into_iter()
-                    .map(|e| Delivery {
-                        position: e.seq,
-                        event: e.event,
-                    })
-                    .collect());
+                .recent_events(self.position, &self.topics, max as usize)
+            {
+                Some(read) => {
+                    self.position = self.position.max(read.through);
+                    read.events
+                }
+                None => self.read_stored(max).await?,
+            };
+            if let Some(batch) = deliveries(batch) {
+                return Ok(batch);
             }
             // A closed channel (store dropped) leaves only the poll, which is fine.
-            let _ = tokio::time::timeout(IDLE_POLL, self.wake.changed()).await;
+            if tokio::time::timeout(IDLE_POLL, self.wake.changed())
+                .await
+                .is_err()
+                && let Some(batch) = deliveries(self.read_stored(max).await?)
+            {
+                // Written by another process sharing the database.
+                return Ok(batch);
+            }
         }
     }
 

@@ -17,10 +17,17 @@ pub enum StoreError {
     },
     /// The database failed.
     #[error("database error: {0}")]
-    Database(#[from] sqlx::Error),
+    Database(#[from] rusqlite::Error),
+    /// The database cannot take the work now: busy, out of space, an I/O error, or the
+    /// writer queue too long. Worth a 503 and a retry.
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
+    /// A transaction failed for a reason reported to another caller of the same batch.
+    #[error("database error: {0}")]
+    Failed(String),
     /// A migration failed.
     #[error("migration failed: {0}")]
-    Migrate(#[from] sqlx::migrate::MigrateError),
+    Migrate(String),
     /// A stored value could not be read back.
     #[error("stored data is unreadable: {0}")]
     Corrupt(String),
@@ -35,7 +42,8 @@ impl StoreError {
         match self {
             StoreError::NotFound => "not_found",
             StoreError::VersionConflict { .. } => "version_conflict",
-            StoreError::Database(_) => "database",
+            StoreError::Database(_) | StoreError::Failed(_) => "database",
+            StoreError::Unavailable(_) => "unavailable",
             StoreError::Migrate(_) => "migrate",
             StoreError::Corrupt(_) => "corrupt",
             StoreError::Unsupported(_) => "unsupported",
@@ -45,19 +53,26 @@ impl StoreError {
     /// Whether the database is unreachable, busy or out of space (worth a 503 and a retry)
     /// rather than broken.
     pub fn is_unavailable(&self) -> bool {
+        use rusqlite::ErrorCode::{
+            CannotOpen, DatabaseBusy, DatabaseLocked, DiskFull, SystemIoFailure,
+        };
         match self {
-            StoreError::Database(
-                sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_),
-            ) => true,
-            StoreError::Database(sqlx::Error::Database(db)) => {
-                // SQLite primary result codes: BUSY 5, LOCKED 6, IOERR 10, FULL 13, CANTOPEN 14.
-                let primary = db
-                    .code()
-                    .and_then(|c| c.parse::<i64>().ok())
-                    .map(|c| c & 0xff);
-                matches!(primary, Some(5 | 6 | 10 | 13 | 14))
-            }
+            StoreError::Unavailable(_) => true,
+            StoreError::Database(rusqlite::Error::SqliteFailure(e, _)) => matches!(
+                e.code,
+                DatabaseBusy | DatabaseLocked | SystemIoFailure | DiskFull | CannotOpen
+            ),
             _ => false,
+        }
+    }
+
+    /// The same failure, for another caller whose work it also undid (errors are not
+    /// `Clone`; what matters to each caller is the class and the message).
+    pub(crate) fn shared(&self) -> StoreError {
+        if self.is_unavailable() {
+            StoreError::Unavailable(self.to_string())
+        } else {
+            StoreError::Failed(self.to_string())
         }
     }
 }

@@ -18,7 +18,8 @@ use uuid::Uuid;
 
 pub use error::{Result, StoreError};
 pub use model::{
-    AuditPosition, AuditQuery, PageQuery, Seek, StoredEvent, WebhookDelivery, WebhookOutcome,
+    AuditPosition, AuditQuery, PageQuery, Seek, StoredEvent, TailRead, WebhookDelivery,
+    WebhookOutcome,
 };
 use todo_domain::time::Timestamp;
 
@@ -80,6 +81,17 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         topics: &[Topic],
         limit: i64,
     ) -> Result<Vec<StoredEvent>>;
+
+    /// Events after `after` on `topics` (at most `limit`) from this process's in-memory tail
+    /// of the log, without touching the database. `None` when the tail does not hold the
+    /// event right after `after` (say, after a restart, or when another process wrote in
+    /// between): the caller then reads with [`Store::read_events`]. An empty answer means
+    /// nothing newer was committed by this process; writers elsewhere are seen only through
+    /// `read_events`.
+    fn recent_events(&self, after: i64, topics: &[Topic], limit: usize) -> Option<TailRead> {
+        let _ = (after, topics, limit);
+        None
+    }
 
     /// Sequence number of the newest event (0 when none).
     async fn last_event_seq(&self) -> Result<i64>;

@@ -1,5 +1,7 @@
 //! Values the store takes and returns beside the domain types.
 
+use std::sync::Arc;
+
 use todo_domain::CloudEvent;
 use todo_domain::time::Timestamp;
 use uuid::Uuid;
@@ -9,8 +11,18 @@ use uuid::Uuid;
 pub struct StoredEvent {
     /// Position in the log: strictly increasing.
     pub seq: i64,
-    /// The event itself.
-    pub event: CloudEvent,
+    /// The event itself, shared: every consumer of the in-process tail sees one copy.
+    pub event: Arc<CloudEvent>,
+}
+
+/// What the in-process tail of the log answered (see [`crate::Store::recent_events`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TailRead {
+    /// Matching events, oldest first.
+    pub events: Vec<StoredEvent>,
+    /// The position read through: every event up to it was looked at, so the next read
+    /// may start here even when nothing matched.
+    pub through: i64,
 }
 
 /// Where a page starts: after the item with this key and id (keyset pagination).

@@ -490,7 +490,7 @@ pub async fn every_task_write_appends_one_event_in_order_and_a_failed_write_appe
             "task.deleted"
         ]
     );
-    let read: Vec<&CloudEvent> = log.iter().map(|e| &e.event).collect();
+    let read: Vec<&CloudEvent> = log.iter().map(|e| &*e.event).collect();
     let expected: Vec<&CloudEvent> = appended.iter().collect();
     assert_eq!(
         read, expected,
@@ -651,7 +651,7 @@ pub async fn the_next_occurrence_is_spawned_once_per_parent(store: &dyn Store) {
     assert_eq!(listed, HashSet::from([parent.id, child.id]));
     let log = events_after(store, start, Topic::TaskEvents).await;
     assert_eq!(log.len(), 1, "one task.created for one child: {log:?}");
-    assert_eq!(log[0].event, created);
+    assert_eq!(*log[0].event, created);
 
     let other_parent = task("alice", "Other series");
     insert(store, &other_parent).await;
@@ -1552,7 +1552,7 @@ pub async fn due_reminders_are_delivered_once_each(store: &dyn Store) {
             .iter()
             .find(|s| s.event.id == hook.event_id)
             .expect("a logged event");
-        assert_eq!(body, logged.event, "the webhook posts the logged event");
+        assert_eq!(body, *logged.event, "the webhook posts the logged event");
     }
 
     let statuses: Vec<(Uuid, ReminderStatus)> = store

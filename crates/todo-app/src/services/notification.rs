@@ -65,6 +65,10 @@ impl Planner {
             task.version
         };
         let plan = ReminderPlan::for_task(kind, &task, now);
+        if kind == EventType::TaskCreated && plan == ReminderPlan::Cancel {
+            // A new task without a reminder: there is nothing to cancel, so skip the read.
+            return Ok(false);
+        }
         let traceparent = event
             .traceparent
             .as_deref()

@@ -105,8 +105,17 @@ impl Hub {
 
     /// Queues `message` for every client of `user_id`, closing any that are full.
     pub fn publish(&self, user_id: &str, message: Arc<str>) {
+        self.publish_with(user_id, || Some(message));
+    }
+
+    /// Like [`Hub::publish`], building the message only if the user has a client: most
+    /// events have no one watching, and rendering them would be wasted.
+    pub fn publish_with(&self, user_id: &str, message: impl FnOnce() -> Option<Arc<str>>) {
         let mut clients = self.lock();
         let Some(list) = clients.get_mut(user_id) else {
+            return;
+        };
+        let Some(message) = message() else {
             return;
         };
         list.retain_mut(|client| match client.tx.try_send(message.clone()) {
@@ -185,8 +194,13 @@ impl Handler for Sync {
             let Some(user_id) = delivery.event.user_id() else {
                 continue;
             };
-            let message: Arc<str> = serde_json::to_string(&delivery.event)?.into();
-            self.hub.publish(user_id, message);
+            self.hub.publish_with(user_id, || match serde_json::to_string(&*delivery.event) {
+                Ok(json) => Some(json.into()),
+                Err(e) => {
+                    tracing::error!(event_id = %delivery.event.id, error = %e, "event not renderable; not sent");
+                    None
+                }
+            });
         }
         Ok(())
     }

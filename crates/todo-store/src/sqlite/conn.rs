@@ -1,121 +1,159 @@
-//! Connections held behind a mutex instead of a pool.
+//! Opening connections, and the read-only ones readers share.
 //!
-//! Taking a connection is then a lock, and giving it back is an unlock. A sqlx pool instead
-//! returns each connection through a spawned task that pings it first: two extra hand-offs
-//! per statement batch, which on the single writer connection made every write wait for the
-//! previous one's ping.
+//! A read is a few microseconds of SQLite work, so a point read runs right on the calling
+//! task's thread when a connection is free: handing it to another thread and back would
+//! cost more than the read. Reads that may scan (lists, the event log) run on tokio's
+//! blocking pool so a long one never stalls the async workers.
 
-use std::ops::{Deref, DerefMut};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
+use std::time::Duration;
 
-use sqlx::ConnectOptions;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection};
-use tokio::sync::{Mutex, MutexGuard};
+use rusqlite::{Connection, OpenFlags};
 
-use crate::Result;
+use crate::{Result, StoreError};
 
-/// Longest wait for a connection before the caller is told the store is unavailable.
-const WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+/// How long a connection waits for another process's write lock before giving up.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// One connection, opened on first use and again after it is discarded.
-#[derive(Debug)]
-pub(super) struct Conn {
-    slot: Mutex<Option<SqliteConnection>>,
-    options: SqliteConnectOptions,
+/// Statements kept prepared per connection (each distinct SQL text is one).
+const STATEMENT_CACHE: usize = 128;
+
+/// How a connection is opened.
+#[derive(Debug, Clone)]
+pub(super) struct Options {
+    pub(super) path: PathBuf,
+    /// `PRAGMA synchronous`: `NORMAL` (survives a process crash) or `FULL` (power loss).
+    pub(super) synchronous: &'static str,
 }
 
-/// Exclusive use of a [`Conn`]'s connection.
-pub(super) struct Guard<'a> {
-    slot: MutexGuard<'a, Option<SqliteConnection>>,
-}
-
-impl Conn {
-    /// A connection slot that connects with `options`.
-    pub(super) fn new(options: SqliteConnectOptions) -> Self {
-        Conn {
-            slot: Mutex::new(None),
-            options,
+impl Options {
+    /// The read-write connection (creating the file if missing), in WAL mode.
+    pub(super) fn open_writer(&self) -> Result<Connection> {
+        let conn = Connection::open_with_flags(
+            &self.path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE
+                | OpenFlags::SQLITE_OPEN_CREATE
+                | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(|e| open_error(&self.path, e))?;
+        // journal_mode answers with a row, so it is read rather than executed.
+        let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(StoreError::Unsupported(format!(
+                "SQLite refused WAL mode for {} (got {mode})",
+                self.path.display()
+            )));
         }
+        self.tune(&conn, 16_000)?;
+        Ok(conn)
     }
 
-    /// Waits for the connection (FIFO, at most [`WAIT`]), connecting if there is none.
-    pub(super) async fn get(&self) -> Result<Guard<'_>> {
-        let slot = tokio::time::timeout(WAIT, self.slot.lock())
-            .await
-            .map_err(|_| sqlx::Error::PoolTimedOut)?;
-        Self::fill(slot, &self.options).await
+    /// A read-only connection.
+    pub(super) fn open_reader(&self) -> Result<Connection> {
+        let conn = Connection::open_with_flags(
+            &self.path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(|e| open_error(&self.path, e))?;
+        self.tune(&conn, 8_000)?;
+        Ok(conn)
     }
 
-    /// The connection if nobody holds it.
-    async fn try_get(&self) -> Option<Result<Guard<'_>>> {
-        let slot = self.slot.try_lock().ok()?;
-        Some(Self::fill(slot, &self.options).await)
-    }
-
-    async fn fill<'a>(
-        mut slot: MutexGuard<'a, Option<SqliteConnection>>,
-        options: &SqliteConnectOptions,
-    ) -> Result<Guard<'a>> {
-        if slot.is_none() {
-            *slot = Some(options.connect().await?);
-        }
-        Ok(Guard { slot })
-    }
-}
-
-impl Guard<'_> {
-    /// Closes the connection (SQLite discards any open transaction); the next user of the
-    /// slot opens a fresh one.
-    pub(super) fn discard(mut self) {
-        self.slot.take();
+    fn tune(&self, conn: &Connection, cache_kib: i64) -> Result<()> {
+        conn.busy_timeout(BUSY_TIMEOUT)?;
+        conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+        conn.execute_batch(&format!(
+            "PRAGMA synchronous = {}; PRAGMA temp_store = MEMORY; PRAGMA cache_size = -{cache_kib};
+             PRAGMA foreign_keys = ON;",
+            self.synchronous
+        ))?;
+        Ok(())
     }
 }
 
-impl Deref for Guard<'_> {
-    type Target = SqliteConnection;
-
-    fn deref(&self) -> &SqliteConnection {
-        self.slot
-            .as_ref()
-            .expect("a guard always holds a connection")
-    }
+fn open_error(path: &Path, e: rusqlite::Error) -> StoreError {
+    StoreError::Unavailable(format!("cannot open {}: {e}", path.display()))
 }
 
-impl DerefMut for Guard<'_> {
-    fn deref_mut(&mut self) -> &mut SqliteConnection {
-        self.slot
-            .as_mut()
-            .expect("a guard always holds a connection")
-    }
-}
-
-/// A few read-only connections, handed out free-first, else in turn.
+/// A few read-only connections, each behind its own lock.
 #[derive(Debug)]
 pub(super) struct Readers {
-    conns: Vec<Conn>,
-    next: AtomicUsize,
+    conns: Vec<Mutex<Option<Connection>>>,
+    options: Options,
 }
 
 impl Readers {
-    /// `n` read-only connections with `options`.
-    pub(super) fn new(options: SqliteConnectOptions, n: usize) -> Self {
-        let conns = (0..n.max(1))
-            .map(|_| Conn::new(options.clone().read_only(true)))
-            .collect();
-        Readers {
-            conns,
-            next: AtomicUsize::new(0),
-        }
+    /// `n` read-only connections, opened on first use.
+    pub(super) fn new(options: Options, n: usize) -> Arc<Self> {
+        Arc::new(Readers {
+            conns: (0..n.max(1)).map(|_| Mutex::new(None)).collect(),
+            options,
+        })
     }
 
-    /// A free connection if there is one, else waits for the next in turn.
-    pub(super) async fn get(&self) -> Result<Guard<'_>> {
-        let start = self.next.fetch_add(1, Ordering::Relaxed);
-        for i in 0..self.conns.len() {
-            if let Some(guard) = self.conns[(start + i) % self.conns.len()].try_get().await {
-                return guard;
+    /// Runs a short read here and now if a connection is free, else on the blocking pool.
+    pub(super) async fn read_now<T, F>(self: &Arc<Self>, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
+    {
+        for slot in &self.conns {
+            match slot.try_lock() {
+                Ok(guard) => return self.run(guard, f),
+                Err(TryLockError::Poisoned(p)) => return self.run(p.into_inner(), f),
+                Err(TryLockError::WouldBlock) => {}
             }
         }
-        self.conns[start % self.conns.len()].get().await
+        self.read(f).await
     }
+
+    /// Runs a read on the blocking pool, waiting for a connection there.
+    pub(super) async fn read<T, F>(self: &Arc<Self>, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
+    {
+        let readers = Arc::clone(self);
+        tokio::task::spawn_blocking(move || readers.read_blocking(f))
+            .await
+            .map_err(|e| StoreError::Unavailable(format!("read task failed: {e}")))?
+    }
+
+    fn read_blocking<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
+        for slot in &self.conns {
+            if let Ok(guard) = slot.try_lock() {
+                return self.run(guard, f);
+            }
+        }
+        // All busy: wait on one, spread by thread so waiters don't pile onto the first.
+        let i = thread_slot() % self.conns.len();
+        let guard = self.conns[i].lock().unwrap_or_else(|p| p.into_inner());
+        self.run(guard, f)
+    }
+
+    fn run<T>(
+        &self,
+        mut guard: MutexGuard<'_, Option<Connection>>,
+        f: impl FnOnce(&Connection) -> Result<T>,
+    ) -> Result<T> {
+        if guard.is_none() {
+            *guard = Some(self.options.open_reader()?);
+        }
+        let conn = guard.as_ref().expect("filled above");
+        let result = f(conn);
+        if let Err(e) = &result
+            && e.is_unavailable()
+        {
+            // An I/O failure may have left the connection unusable: open a fresh one next.
+            guard.take();
+        }
+        result
+    }
+}
+
+fn thread_slot() -> usize {
+    use std::hash::{BuildHasher, RandomState};
+    thread_local!(static SLOT: usize = RandomState::new().hash_one(std::thread::current().id()) as usize);
+    SLOT.with(|s| *s)
 }

@@ -1,185 +1,220 @@
-//! The outbox/log and the audit log.
+//! The outbox/log, consumer positions and the audit log.
 
-use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection};
+use std::sync::Arc;
+
+use rusqlite::types::Value;
+use rusqlite::{Connection, params, params_from_iter};
 use todo_domain::time::Timestamp;
 use todo_domain::{AuditEntry, CloudEvent, Topic};
 
 use super::rows;
-use super::tasks::Query;
+use super::writer::WriteCtx;
 use crate::{AuditQuery, Result, StoreError, StoredEvent};
 
-/// Appends `event` to the outbox inside the caller's transaction.
-pub(super) async fn append(conn: &mut SqliteConnection, event: &CloudEvent) -> Result<()> {
-    bind_append(sqlx::query(APPEND), event)?
-        .execute(conn)
-        .await?;
+/// An event ready for the outbox: serialized by the caller, so the writer thread (the one
+/// serial stage of every write) only inserts it.
+pub(super) struct OutboxRow {
+    event: Arc<CloudEvent>,
+    topic: Topic,
+    payload: String,
+}
+
+impl OutboxRow {
+    pub(super) fn new(event: &CloudEvent) -> Result<Self> {
+        let topic = event
+            .topic()
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        Ok(OutboxRow {
+            payload: serde_json::to_string(event)?,
+            event: Arc::new(event.clone()),
+            topic,
+        })
+    }
+}
+
+/// Appends `event` to the outbox inside the writer's transaction.
+pub(super) fn append(ctx: &mut WriteCtx<'_>, event: &OutboxRow) -> Result<()> {
+    ctx.conn
+        .prepare_cached(
+            "INSERT INTO events (id, topic, key, payload, created_at) VALUES (?, ?, ?, ?, ?)",
+        )?
+        .execute(params![
+            event.event.id.to_string(),
+            event.topic.as_str(),
+            event.event.user_id().unwrap_or_default(),
+            event.payload,
+            todo_domain::time::now().timestamp_micros(),
+        ])?;
+    let seq = ctx.conn.last_insert_rowid();
+    ctx.appended(
+        event.topic,
+        StoredEvent {
+            seq,
+            event: Arc::clone(&event.event),
+        },
+    );
     Ok(())
 }
 
-/// Appends an event; its parameters are bound by [`bind_append`].
-pub(super) const APPEND: &str =
-    "INSERT INTO events (id, topic, key, payload, created_at) VALUES (?, ?, ?, ?, ?)";
-
-/// Binds [`APPEND`]'s parameters.
-pub(super) fn bind_append<'q>(query: Query<'q>, event: &'q CloudEvent) -> Result<Query<'q>> {
-    let topic = event
-        .topic()
-        .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-    Ok(query
-        .bind(event.id.to_string())
-        .bind(topic.as_str())
-        .bind(event.user_id().unwrap_or_default())
-        .bind(serde_json::to_string(event)?)
-        .bind(todo_domain::time::now().timestamp_micros()))
+/// `?, ?, ...` for `n` parameters.
+fn placeholders(n: usize) -> String {
+    let mut s = "?, ".repeat(n);
+    s.truncate(s.len().saturating_sub(2));
+    s
 }
 
-pub(super) async fn read(
-    conn: &mut SqliteConnection,
+fn topic_args(first: i64, topics: &[Topic]) -> Vec<Value> {
+    std::iter::once(Value::Integer(first))
+        .chain(topics.iter().map(|t| Value::Text(t.as_str().to_owned())))
+        .collect()
+}
+
+pub(super) fn read(
+    conn: &Connection,
     after: i64,
     topics: &[Topic],
     limit: i64,
 ) -> Result<Vec<StoredEvent>> {
-    let mut sql: QueryBuilder<Sqlite> =
-        QueryBuilder::new("SELECT seq, payload FROM events WHERE seq > ");
-    sql.push_bind(after).push(" AND topic IN (");
-    let mut names = sql.separated(", ");
-    for topic in topics {
-        names.push_bind(topic.as_str());
+    let sql = format!(
+        "SELECT seq, payload FROM events WHERE seq > ? AND topic IN ({}) ORDER BY seq LIMIT ?",
+        placeholders(topics.len())
+    );
+    let mut args = topic_args(after, topics);
+    args.push(Value::Integer(limit));
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let mut rows = stmt.query(params_from_iter(args))?;
+    let mut events = Vec::new();
+    while let Some(row) = rows.next()? {
+        events.push(StoredEvent {
+            seq: row.get(0)?,
+            event: Arc::new(serde_json::from_str(row.get_ref(1)?.as_str()?)?),
+        });
     }
-    sql.push(") ORDER BY seq LIMIT ").push_bind(limit);
-    let rows = sql.build().fetch_all(&mut *conn).await?;
-    rows.iter()
-        .map(|row| {
-            Ok(StoredEvent {
-                seq: row.try_get("seq")?,
-                event: serde_json::from_str(&row.try_get::<String, _>("payload")?)?,
-            })
-        })
-        .collect()
+    Ok(events)
 }
 
-pub(super) async fn count_after(
-    conn: &mut SqliteConnection,
-    after: i64,
-    topics: &[Topic],
-) -> Result<i64> {
-    let mut sql: QueryBuilder<Sqlite> =
-        QueryBuilder::new("SELECT COUNT(*) FROM events WHERE seq > ");
-    sql.push_bind(after).push(" AND topic IN (");
-    let mut names = sql.separated(", ");
-    for topic in topics {
-        names.push_bind(topic.as_str());
-    }
-    sql.push(")");
-    Ok(sql.build_query_scalar().fetch_one(&mut *conn).await?)
+pub(super) fn count_after(conn: &Connection, after: i64, topics: &[Topic]) -> Result<i64> {
+    let sql = format!(
+        "SELECT COUNT(*) FROM events WHERE seq > ? AND topic IN ({})",
+        placeholders(topics.len())
+    );
+    Ok(conn
+        .prepare_cached(&sql)?
+        .query_row(params_from_iter(topic_args(after, topics)), |r| r.get(0))?)
 }
 
-pub(super) async fn prune(
-    conn: &mut SqliteConnection,
-    before: Timestamp,
-    consumers: &[&str],
-) -> Result<u64> {
+pub(super) fn prune(conn: &Connection, before: Timestamp, consumers: &[&str]) -> Result<u64> {
     if consumers.is_empty() {
         return Ok(0);
     }
-    let mut sql: QueryBuilder<Sqlite> = QueryBuilder::new(
-        "SELECT COUNT(*), MIN(position) FROM consumer_positions WHERE consumer IN (",
+    let sql = format!(
+        "SELECT COUNT(*), MIN(position) FROM consumer_positions WHERE consumer IN ({})",
+        placeholders(consumers.len())
     );
-    let mut names = sql.separated(", ");
-    for consumer in consumers {
-        names.push_bind(*consumer);
-    }
-    sql.push(")");
-    let row = sql.build().fetch_one(&mut *conn).await?;
-    let (known, floor): (i64, Option<i64>) = (row.try_get(0)?, row.try_get(1)?);
+    let (known, floor): (i64, Option<i64>) = conn
+        .prepare_cached(&sql)?
+        .query_row(params_from_iter(consumers.iter()), |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })?;
     let Some(floor) = floor.filter(|_| known == consumers.len() as i64) else {
         return Ok(0); // a consumer that never committed still needs everything
     };
-    let done = sqlx::query("DELETE FROM events WHERE seq <= ? AND created_at < ?")
-        .bind(floor)
-        .bind(before.timestamp_micros())
-        .execute(&mut *conn)
-        .await?;
-    Ok(done.rows_affected())
+    let deleted = conn
+        .prepare_cached("DELETE FROM events WHERE seq <= ? AND created_at < ?")?
+        .execute(params![floor, before.timestamp_micros()])?;
+    Ok(deleted as u64)
 }
 
-pub(super) async fn record_audit(
-    conn: &mut SqliteConnection,
-    entries: &[AuditEntry],
-) -> Result<u64> {
-    // One multi-row statement per chunk: atomic by itself, and one hand-off to SQLite's
-    // thread instead of one per row while holding the write lock.
-    const ROWS_PER_STATEMENT: usize = 500; // 8 parameters a row, well under SQLite's limit
+pub(super) fn position(conn: &Connection, consumer: &str) -> Result<i64> {
+    let position: Option<i64> = conn
+        .prepare_cached("SELECT position FROM consumer_positions WHERE consumer = ?")?
+        .query([consumer])?
+        .next()?
+        .map(|r| r.get(0))
+        .transpose()?;
+    Ok(position.unwrap_or(0))
+}
+
+pub(super) fn commit_position(conn: &Connection, consumer: &str, position: i64) -> Result<()> {
+    conn.prepare_cached(
+        "INSERT INTO consumer_positions (consumer, position, updated_at) VALUES (?, ?, ?)
+         ON CONFLICT (consumer) DO UPDATE SET position = MAX(position, excluded.position),
+            updated_at = excluded.updated_at",
+    )?
+    .execute(params![
+        consumer,
+        position,
+        todo_domain::time::now().timestamp_micros()
+    ])?;
+    Ok(())
+}
+
+/// Records audit entries, each with its `data` already serialized by the caller.
+pub(super) fn record_audit(conn: &Connection, entries: &[(AuditEntry, String)]) -> Result<u64> {
+    let mut stmt = conn.prepare_cached(
+        "INSERT INTO audit_log (event_id, user_id, event_type, task_id, occurred_at, recorded_at, source, data)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (event_id) DO NOTHING",
+    )?;
     let mut inserted = 0;
-    for chunk in entries.chunks(ROWS_PER_STATEMENT) {
-        let mut data = Vec::with_capacity(chunk.len());
-        for entry in chunk {
-            data.push(serde_json::to_string(&entry.data)?);
-        }
-        let mut sql: QueryBuilder<Sqlite> = QueryBuilder::new(
-            "INSERT INTO audit_log (event_id, user_id, event_type, task_id, occurred_at, recorded_at, source, data) ",
-        );
-        sql.push_values(chunk.iter().zip(data), |mut row, (entry, data)| {
-            row.push_bind(entry.event_id.to_string())
-                .push_bind(entry.user_id.as_str())
-                .push_bind(entry.event_type.as_str())
-                .push_bind(entry.task_id.map(|id| id.to_string()))
-                .push_bind(entry.occurred_at.timestamp_micros())
-                .push_bind(entry.recorded_at.timestamp_micros())
-                .push_bind(entry.source.as_str())
-                .push_bind(data);
-        });
-        sql.push(" ON CONFLICT (event_id) DO NOTHING");
-        inserted += sql.build().execute(&mut *conn).await?.rows_affected();
+    for (entry, data) in entries {
+        inserted += stmt.execute(params![
+            entry.event_id.to_string(),
+            entry.user_id,
+            entry.event_type,
+            entry.task_id.map(|id| id.to_string()),
+            entry.occurred_at.timestamp_micros(),
+            entry.recorded_at.timestamp_micros(),
+            entry.source,
+            data,
+        ])? as u64;
     }
     Ok(inserted)
 }
 
-pub(super) async fn list_audit(
-    conn: &mut SqliteConnection,
+pub(super) fn list_audit(
+    conn: &Connection,
     user_id: &str,
     query: &AuditQuery,
 ) -> Result<Vec<(i64, AuditEntry)>> {
-    let mut sql: QueryBuilder<Sqlite> = QueryBuilder::new(
+    let mut sql = String::from(
         "SELECT seq, event_id, user_id, event_type, task_id, occurred_at, recorded_at, source, data
-         FROM audit_log WHERE user_id = ",
+         FROM audit_log WHERE user_id = ?",
     );
-    sql.push_bind(user_id);
+    let mut args = vec![Value::Text(user_id.to_owned())];
     if let Some(task_id) = query.task_id {
-        sql.push(" AND task_id = ").push_bind(task_id.to_string());
+        sql.push_str(" AND task_id = ?");
+        args.push(Value::Text(task_id.to_string()));
     }
     if let Some(event_type) = &query.event_type {
-        sql.push(" AND event_type = ").push_bind(event_type.clone());
+        sql.push_str(" AND event_type = ?");
+        args.push(Value::Text(event_type.clone()));
     }
     if let Some(before) = query.before {
         let at = before.occurred_at.timestamp_micros();
-        sql.push(" AND (occurred_at < ")
-            .push_bind(at)
-            .push(" OR (occurred_at = ")
-            .push_bind(at)
-            .push(" AND seq < ")
-            .push_bind(before.seq)
-            .push("))");
+        sql.push_str(" AND (occurred_at < ? OR (occurred_at = ? AND seq < ?))");
+        args.extend([
+            Value::Integer(at),
+            Value::Integer(at),
+            Value::Integer(before.seq),
+        ]);
     }
-    sql.push(" ORDER BY occurred_at DESC, seq DESC LIMIT ")
-        .push_bind(query.limit + 1);
-    let rows = sql.build().fetch_all(&mut *conn).await?;
-    rows.iter()
-        .map(|row| {
-            let entry = AuditEntry {
-                event_id: rows::uuid(&row.try_get::<String, _>("event_id")?)?,
-                event_type: row.try_get("event_type")?,
-                task_id: row
-                    .try_get::<Option<String>, _>("task_id")?
-                    .map(|raw| rows::uuid(&raw))
-                    .transpose()?,
-                user_id: row.try_get("user_id")?,
-                occurred_at: rows::time(row.try_get("occurred_at")?)?,
-                recorded_at: rows::time(row.try_get("recorded_at")?)?,
-                source: row.try_get("source")?,
-                data: serde_json::from_str(&row.try_get::<String, _>("data")?)?,
-            };
-            Ok((row.try_get("seq")?, entry))
-        })
-        .collect()
+    sql.push_str(" ORDER BY occurred_at DESC, seq DESC LIMIT ?");
+    args.push(Value::Integer(query.limit + 1));
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let mut rows = stmt.query(params_from_iter(args))?;
+    let mut entries = Vec::new();
+    while let Some(row) = rows.next()? {
+        let entry = AuditEntry {
+            event_id: rows::uuid_at(row, 1)?,
+            user_id: row.get(2)?,
+            event_type: row.get(3)?,
+            task_id: rows::opt_uuid_at(row, 4)?,
+            occurred_at: rows::time_at(row, 5)?,
+            recorded_at: rows::time_at(row, 6)?,
+            source: row.get(7)?,
+            data: serde_json::from_str(row.get_ref(8)?.as_str()?)?,
+        };
+        entries.push((row.get(0)?, entry));
+    }
+    Ok(entries)
 }

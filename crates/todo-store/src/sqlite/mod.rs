@@ -1,99 +1,118 @@
 //! The SQLite store: the embedded default.
 //!
-//! One writer connection and a few read-only connections. SQLite allows one writer at a
-//! time anyway; funnelling writes through one connection queues them on its lock instead of
-//! failing with `SQLITE_BUSY`, while WAL lets reads run beside the writer.
+//! One writer thread owns the read-write connection and commits concurrent writes together
+//! ([`writer`]); a few read-only connections serve reads beside it, which WAL allows.
 //! `synchronous=NORMAL` in WAL mode makes a commit survive a process crash (`kill -9`);
 //! `TODO_SQLITE_SYNCHRONOUS=full` extends that to power loss at some cost in write speed.
 
 mod conn;
 mod events;
+mod migrate;
 mod reminders;
 mod rows;
+mod tail;
 mod tasks;
-mod tx;
+mod writer;
 
-use std::str::FromStr;
-use std::time::Duration;
+use std::path::PathBuf;
+use std::sync::Arc;
 
 use async_trait::async_trait;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
 use todo_domain::reminder::Notification;
 use todo_domain::time::Timestamp;
 use todo_domain::{AuditEntry, CloudEvent, Reminder, ReminderPlan, Task, TaskQuery, Topic};
 use uuid::Uuid;
 
 use crate::{
-    AuditQuery, PageQuery, Result, Store, StoreError, StoredEvent, WebhookDelivery, WebhookOutcome,
+    AuditQuery, PageQuery, Result, Store, StoreError, StoredEvent, TailRead, WebhookDelivery,
+    WebhookOutcome,
 };
-use conn::{Conn, Readers};
-use tx::WriteTx;
+use conn::{Options, Readers};
+use events::OutboxRow;
+use tail::Tail;
+use writer::Writer;
 
-/// Connection options for [`SqliteStore::connect_with`].
-pub use sqlx::sqlite::SqliteConnectOptions as ConnectOptions;
-
-static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+/// Read-only connections beside the writer.
+const READERS: usize = 4;
 
 /// SQLite-backed [`Store`].
 #[derive(Debug)]
 pub struct SqliteStore {
-    writer: Conn,
-    readers: Readers,
-    appended: std::sync::Arc<tokio::sync::watch::Sender<u64>>,
+    writer: Writer,
+    readers: Arc<Readers>,
+    tail: Arc<Tail>,
+    appended: Arc<tokio::sync::watch::Sender<u64>>,
+}
+
+/// The file a `sqlite:` URL names: `sqlite://path`, `sqlite:path`, with any `?...` ignored.
+fn database_path(url: &str) -> Result<PathBuf> {
+    if url.contains(":memory:") || url.contains("mode=memory") {
+        return Err(StoreError::Unsupported(
+            "an in-memory SQLite database would vanish with its connection; use sqlite://<file>"
+                .into(),
+        ));
+    }
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+        .ok_or_else(|| StoreError::Unsupported(format!("not a sqlite: URL: {url:?}")))?;
+    let path = rest.split('?').next().unwrap_or_default();
+    if path.is_empty() {
+        return Err(StoreError::Unsupported(
+            "DATABASE_URL names no file; use sqlite://<file>".into(),
+        ));
+    }
+    Ok(PathBuf::from(path))
 }
 
 impl SqliteStore {
     /// Opens (creating if missing) the database at `url` and applies migrations.
     /// `TODO_SQLITE_SYNCHRONOUS` (`normal` or `full`) sets the commit durability.
     pub async fn connect(url: &str) -> Result<Self> {
-        if url.contains(":memory:") || url.contains("mode=memory") {
-            return Err(StoreError::Unsupported(
-                "an in-memory SQLite database would vanish with its connection; use sqlite://<file>".into(),
-            ));
-        }
         let synchronous = match std::env::var("TODO_SQLITE_SYNCHRONOUS").as_deref() {
-            Err(_) | Ok("normal") => SqliteSynchronous::Normal,
-            Ok("full") => SqliteSynchronous::Full,
+            Err(_) | Ok("normal") => "NORMAL",
+            Ok("full") => "FULL",
             Ok(other) => {
                 return Err(StoreError::Unsupported(format!(
                     "TODO_SQLITE_SYNCHRONOUS must be normal or full (got {other:?})"
                 )));
             }
         };
-        let options = SqliteConnectOptions::from_str(url)?.synchronous(synchronous);
-        Self::connect_with(options).await
-    }
-
-    /// Opens the database described by `options` (WAL, busy timeout and cache settings are
-    /// added) and applies migrations.
-    pub async fn connect_with(options: SqliteConnectOptions) -> Result<Self> {
-        let options = options
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .busy_timeout(Duration::from_secs(10))
-            .pragma("temp_store", "memory")
-            .pragma("cache_size", "-16000");
-        let writer = Conn::new(options.clone());
-        MIGRATOR.run_direct(&mut *writer.get().await?).await?;
-        let readers = Readers::new(options, 4);
-        let (appended, _) = tokio::sync::watch::channel(0);
+        let options = Options {
+            path: database_path(url)?,
+            synchronous,
+        };
+        let writer_options = options.clone();
+        let conn = tokio::task::spawn_blocking(move || -> Result<_> {
+            let mut conn = writer_options.open_writer()?;
+            migrate::to_latest(&mut conn)?;
+            Ok(conn)
+        })
+        .await
+        .map_err(|e| StoreError::Unavailable(format!("opening the database failed: {e}")))??;
+        let (appended, _) = tokio::sync::watch::channel(0u64);
+        let appended = Arc::new(appended);
+        let signal = Arc::clone(&appended);
+        let tail = Arc::new(Tail::default());
+        let committed = Arc::clone(&tail);
+        let writer = Writer::start(conn, options.clone(), move |events| {
+            committed.extend(events);
+            signal.send_modify(|n| *n = n.wrapping_add(1));
+        })?;
         Ok(SqliteStore {
             writer,
-            readers,
-            appended: std::sync::Arc::new(appended),
+            readers: Readers::new(options, READERS),
+            tail,
+            appended,
         })
-    }
-
-    fn signal_append(&self) {
-        self.appended.send_modify(|n| *n = n.wrapping_add(1));
     }
 }
 
 #[async_trait]
 impl Store for SqliteStore {
     async fn ping(&self) -> Result<()> {
-        sqlx::query("SELECT 1")
-            .execute(&mut *self.readers.get().await?)
+        self.readers
+            .read_now(|c| Ok(c.query_row("SELECT 1", [], |r| r.get::<_, i64>(0))?))
             .await?;
         Ok(())
     }
@@ -103,31 +122,33 @@ impl Store for SqliteStore {
     }
 
     async fn migrate(&self) -> Result<()> {
-        MIGRATOR.run_direct(&mut *self.writer.get().await?).await?;
+        // Migrations run when the store is opened; this confirms the file is current.
+        let version = self.readers.read_now(migrate::version).await?;
+        if version < migrate::LATEST {
+            return Err(StoreError::Migrate(format!(
+                "schema version {version} is behind this build's {}",
+                migrate::LATEST
+            )));
+        }
         Ok(())
     }
 
     async fn insert_task(&self, task: &Task, event: &CloudEvent) -> Result<()> {
-        // The hottest write: the whole transaction goes to SQLite's thread as one batch,
-        // one hand-off instead of four (BEGIN, two INSERTs, COMMIT).
-        static SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
-            format!(
-                "BEGIN IMMEDIATE; {}; {}; COMMIT",
-                tasks::INSERT,
-                events::APPEND
-            )
-        });
-        let query =
-            events::bind_append(tasks::bind_insert(sqlx::query(SQL.as_str()), task), event)?;
-        let mut batch = WriteTx::batch(&self.writer).await?;
-        query.execute(&mut *batch).await?;
-        batch.finished();
-        self.signal_append();
-        Ok(())
+        let task = task.clone();
+        let event = OutboxRow::new(event)?;
+        self.writer
+            .write(move |ctx| {
+                tasks::insert(ctx.conn, &task)?;
+                events::append(ctx, &event)
+            })
+            .await
     }
 
     async fn get_task(&self, user_id: &str, id: Uuid) -> Result<Option<Task>> {
-        tasks::get(&mut *self.readers.get().await?, user_id, id).await
+        let user_id = user_id.to_owned();
+        self.readers
+            .read_now(move |c| tasks::get(c, &user_id, id))
+            .await
     }
 
     async fn update_task(
@@ -136,15 +157,14 @@ impl Store for SqliteStore {
         expected_version: i64,
         event: &CloudEvent,
     ) -> Result<()> {
-        let mut tx = WriteTx::begin(&self.writer).await?;
-        if let Err(e) = tasks::update(&mut tx, task, expected_version).await {
-            tx.rollback().await;
-            return Err(e);
-        }
-        events::append(&mut tx, event).await?;
-        tx.commit().await?;
-        self.signal_append();
-        Ok(())
+        let task = task.clone();
+        let event = OutboxRow::new(event)?;
+        self.writer
+            .write(move |ctx| {
+                tasks::update(ctx.conn, &task, expected_version)?;
+                events::append(ctx, &event)
+            })
+            .await
     }
 
     async fn delete_task(
@@ -154,19 +174,22 @@ impl Store for SqliteStore {
         expected_version: i64,
         event: &CloudEvent,
     ) -> Result<()> {
-        let mut tx = WriteTx::begin(&self.writer).await?;
-        if let Err(e) = tasks::delete(&mut tx, user_id, id, expected_version).await {
-            tx.rollback().await;
-            return Err(e);
-        }
-        events::append(&mut tx, event).await?;
-        tx.commit().await?;
-        self.signal_append();
-        Ok(())
+        let user_id = user_id.to_owned();
+        let event = OutboxRow::new(event)?;
+        self.writer
+            .write(move |ctx| {
+                tasks::delete(ctx.conn, &user_id, id, expected_version)?;
+                events::append(ctx, &event)
+            })
+            .await
     }
 
     async fn list_tasks(&self, user_id: &str, query: &TaskQuery) -> Result<Vec<Task>> {
-        tasks::list(&mut *self.readers.get().await?, user_id, query).await
+        let user_id = user_id.to_owned();
+        let query = query.clone();
+        self.readers
+            .read(move |c| tasks::list(c, &user_id, &query))
+            .await
     }
 
     async fn spawn_next_occurrence(
@@ -175,27 +198,18 @@ impl Store for SqliteStore {
         next: &Task,
         event: &CloudEvent,
     ) -> Result<bool> {
-        let mut tx = WriteTx::begin(&self.writer).await?;
-        let claimed = sqlx::query(
-            "INSERT INTO recurrence_spawns (parent_task_id, child_task_id, created_at) VALUES (?, ?, ?)
-             ON CONFLICT (parent_task_id) DO NOTHING",
-        )
-        .bind(parent_id.to_string())
-        .bind(next.id.to_string())
-        .bind(next.created_at.timestamp_micros())
-        .execute(&mut *tx)
-        .await?
-        .rows_affected()
-            == 1;
-        if claimed {
-            tasks::insert(&mut tx, next).await?;
-            events::append(&mut tx, event).await?;
-        }
-        tx.commit().await?;
-        if claimed {
-            self.signal_append();
-        }
-        Ok(claimed)
+        let next = next.clone();
+        let event = OutboxRow::new(event)?;
+        self.writer
+            .write(move |ctx| {
+                let claimed = tasks::claim_spawn(ctx.conn, parent_id, next.id, next.created_at)?;
+                if claimed {
+                    tasks::insert(ctx.conn, &next)?;
+                    events::append(ctx, &event)?;
+                }
+                Ok(claimed)
+            })
+            .await
     }
 
     async fn read_events(
@@ -204,49 +218,66 @@ impl Store for SqliteStore {
         topics: &[Topic],
         limit: i64,
     ) -> Result<Vec<StoredEvent>> {
-        events::read(&mut *self.readers.get().await?, after, topics, limit).await
+        let topics = topics.to_vec();
+        self.readers
+            .read_now(move |c| events::read(c, after, &topics, limit))
+            .await
+    }
+
+    fn recent_events(&self, after: i64, topics: &[Topic], limit: usize) -> Option<TailRead> {
+        self.tail.read(after, topics, limit)
     }
 
     async fn last_event_seq(&self) -> Result<i64> {
-        let seq: Option<i64> = sqlx::query_scalar("SELECT MAX(seq) FROM events")
-            .fetch_one(&mut *self.readers.get().await?)
-            .await?;
-        Ok(seq.unwrap_or(0))
+        self.readers
+            .read_now(|c| {
+                let seq: Option<i64> = c
+                    .prepare_cached("SELECT MAX(seq) FROM events")?
+                    .query_row([], |r| r.get(0))?;
+                Ok(seq.unwrap_or(0))
+            })
+            .await
     }
 
     async fn count_events_after(&self, after: i64, topics: &[Topic]) -> Result<i64> {
-        events::count_after(&mut *self.readers.get().await?, after, topics).await
+        let topics = topics.to_vec();
+        self.readers
+            .read(move |c| events::count_after(c, after, &topics))
+            .await
     }
 
     async fn prune_events(&self, before: Timestamp, consumers: &[&str]) -> Result<u64> {
-        events::prune(&mut *self.writer.get().await?, before, consumers).await
+        let consumers: Vec<String> = consumers.iter().map(|&c| c.to_owned()).collect();
+        self.writer
+            .write(move |ctx| {
+                let names: Vec<&str> = consumers.iter().map(String::as_str).collect();
+                events::prune(ctx.conn, before, &names)
+            })
+            .await
     }
 
     async fn consumer_position(&self, consumer: &str) -> Result<i64> {
-        // Read through the writer: a consumer resuming must see its own latest commit.
-        let position: Option<i64> =
-            sqlx::query_scalar("SELECT position FROM consumer_positions WHERE consumer = ?")
-                .bind(consumer)
-                .fetch_optional(&mut *self.writer.get().await?)
-                .await?;
-        Ok(position.unwrap_or(0))
+        let consumer = consumer.to_owned();
+        self.readers
+            .read_now(move |c| events::position(c, &consumer))
+            .await
     }
 
     async fn commit_position(&self, consumer: &str, position: i64) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO consumer_positions (consumer, position, updated_at) VALUES (?, ?, ?)
-             ON CONFLICT (consumer) DO UPDATE SET position = MAX(position, excluded.position), updated_at = excluded.updated_at",
-        )
-        .bind(consumer)
-        .bind(position)
-        .bind(todo_domain::time::now().timestamp_micros())
-        .execute(&mut *self.writer.get().await?)
-        .await?;
-        Ok(())
+        let consumer = consumer.to_owned();
+        self.writer
+            .write(move |ctx| events::commit_position(ctx.conn, &consumer, position))
+            .await
     }
 
     async fn record_audit(&self, entries: &[AuditEntry]) -> Result<u64> {
-        events::record_audit(&mut *self.writer.get().await?, entries).await
+        let rows = entries
+            .iter()
+            .map(|e| Ok((e.clone(), serde_json::to_string(&e.data)?)))
+            .collect::<Result<Vec<_>>>()?;
+        self.writer
+            .write(move |ctx| events::record_audit(ctx.conn, &rows))
+            .await
     }
 
     async fn list_audit(
@@ -254,7 +285,11 @@ impl Store for SqliteStore {
         user_id: &str,
         query: &AuditQuery,
     ) -> Result<Vec<(i64, AuditEntry)>> {
-        events::list_audit(&mut *self.readers.get().await?, user_id, query).await
+        let user_id = user_id.to_owned();
+        let query = query.clone();
+        self.readers
+            .read(move |c| events::list_audit(c, &user_id, &query))
+            .await
     }
 
     async fn plan_reminder(
@@ -266,16 +301,37 @@ impl Store for SqliteStore {
         now: Timestamp,
         traceparent: Option<String>,
     ) -> Result<Option<Reminder>> {
-        let changed =
-            reminders::plan(self, task_id, user_id, task_version, plan, now, traceparent).await?;
-        if changed.is_some() {
-            self.signal_append();
+        // Most events change no reminder (a task without a due date, a repeated event):
+        // settle those with a read, and queue a write only for a change, checked again there.
+        let seen = self
+            .readers
+            .read_now(move |c| reminders::get(c, task_id))
+            .await?;
+        if plan
+            .apply(seen.as_ref(), task_id, user_id, task_version)
+            .is_none()
+        {
+            return Ok(None);
         }
-        Ok(changed)
+        let user_id = user_id.to_owned();
+        let plan = plan.clone();
+        self.writer
+            .write(move |ctx| {
+                reminders::plan(
+                    ctx,
+                    task_id,
+                    &user_id,
+                    task_version,
+                    &plan,
+                    now,
+                    traceparent,
+                )
+            })
+            .await
     }
 
     async fn next_reminder_at(&self) -> Result<Option<Timestamp>> {
-        reminders::next_at(&mut *self.writer.get().await?).await
+        self.readers.read_now(reminders::next_at).await
     }
 
     async fn deliver_due_reminders(
@@ -284,15 +340,17 @@ impl Store for SqliteStore {
         limit: i64,
         webhook: bool,
     ) -> Result<Vec<Reminder>> {
-        let delivered = reminders::deliver_due(&self.writer, now, limit, webhook).await?;
-        if !delivered.is_empty() {
-            self.signal_append();
-        }
-        Ok(delivered)
+        self.writer
+            .write(move |ctx| reminders::deliver_due(ctx, now, limit, webhook))
+            .await
     }
 
     async fn list_reminders(&self, user_id: &str, query: &PageQuery) -> Result<Vec<Reminder>> {
-        reminders::list(&mut *self.readers.get().await?, user_id, query).await
+        let user_id = user_id.to_owned();
+        let query = query.clone();
+        self.readers
+            .read(move |c| reminders::list(c, &user_id, &query))
+            .await
     }
 
     async fn list_notifications(
@@ -300,7 +358,11 @@ impl Store for SqliteStore {
         user_id: &str,
         query: &PageQuery,
     ) -> Result<Vec<(i64, Notification)>> {
-        reminders::list_notifications(&mut *self.readers.get().await?, user_id, query).await
+        let user_id = user_id.to_owned();
+        let query = query.clone();
+        self.readers
+            .read(move |c| reminders::list_notifications(c, &user_id, &query))
+            .await
     }
 
     async fn claim_webhooks(
@@ -309,11 +371,13 @@ impl Store for SqliteStore {
         lease_until: Timestamp,
         limit: i64,
     ) -> Result<Vec<WebhookDelivery>> {
-        reminders::claim_webhooks(&self.writer, now, lease_until, limit).await
+        self.writer
+            .write(move |ctx| reminders::claim_webhooks(ctx.conn, now, lease_until, limit))
+            .await
     }
 
     async fn next_webhook_at(&self) -> Result<Option<Timestamp>> {
-        reminders::next_webhook_at(&mut *self.writer.get().await?).await
+        self.readers.read_now(reminders::next_webhook_at).await
     }
 
     async fn finish_webhook(
@@ -322,6 +386,38 @@ impl Store for SqliteStore {
         outcome: &WebhookOutcome,
         now: Timestamp,
     ) -> Result<()> {
-        reminders::finish_webhook(&mut *self.writer.get().await?, id, outcome, now).await
+        let outcome = outcome.clone();
+        self.writer
+            .write(move |ctx| reminders::finish_webhook(ctx.conn, id, &outcome, now))
+            .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::database_path;
+
+    #[test]
+    fn urls_name_their_file_and_memory_is_refused() {
+        assert_eq!(
+            database_path("sqlite:///var/lib/todo/todo.db").unwrap(),
+            std::path::PathBuf::from("/var/lib/todo/todo.db")
+        );
+        assert_eq!(
+            database_path("sqlite://./data/todo.db?mode=rwc").unwrap(),
+            std::path::PathBuf::from("./data/todo.db")
+        );
+        assert_eq!(
+            database_path("sqlite:todo.db").unwrap(),
+            std::path::PathBuf::from("todo.db")
+        );
+        for bad in [
+            "sqlite::memory:",
+            "sqlite://x.db?mode=memory",
+            "sqlite://",
+            "mysql://x",
+        ] {
+            assert!(database_path(bad).is_err(), "{bad} should be refused");
+        }
     }
 }

@@ -1,7 +1,7 @@
-//! Converting between rows and domain values.
+//! Converting between rows and domain values. Columns are read by position, in the order
+//! of the `*_COLUMNS` lists that the queries select.
 
-use sqlx::Row;
-use sqlx::sqlite::SqliteRow;
+use rusqlite::Row;
 use todo_domain::recurrence::{Frequency, Recurrence};
 use todo_domain::time::{Timestamp, from_micros};
 use todo_domain::{Priority, Task};
@@ -9,13 +9,13 @@ use uuid::Uuid;
 
 use crate::{Result, StoreError};
 
+/// The columns [`task`] reads, in its order.
 pub(crate) const TASK_COLUMNS: &str = "id, user_id, title, description, completed, completed_at, priority, tags, \
     due_at, remind_before_minutes, recurrence_frequency, recurrence_interval, recurrence_anchor_day, \
     parent_task_id, version, created_at, updated_at";
 
 pub(crate) fn uuid(raw: &str) -> Result<Uuid> {
-    raw.parse()
-        .map_err(|_| StoreError::Corrupt(format!("bad uuid {raw:?}")))
+    Uuid::try_parse(raw).map_err(|_| StoreError::Corrupt(format!("bad uuid {raw:?}")))
 }
 
 pub(crate) fn time(micros: i64) -> Result<Timestamp> {
@@ -26,41 +26,65 @@ pub(crate) fn opt_time(micros: Option<i64>) -> Result<Option<Timestamp>> {
     micros.map(time).transpose()
 }
 
-pub(crate) fn task(row: &SqliteRow) -> Result<Task> {
+/// A text column holding a uuid.
+pub(crate) fn uuid_at(row: &Row<'_>, i: usize) -> Result<Uuid> {
+    uuid(row.get_ref(i)?.as_str()?)
+}
+
+/// A nullable text column holding a uuid.
+pub(crate) fn opt_uuid_at(row: &Row<'_>, i: usize) -> Result<Option<Uuid>> {
+    row.get_ref(i)?.as_str_or_null()?.map(uuid).transpose()
+}
+
+/// An integer column holding microseconds since the epoch.
+pub(crate) fn time_at(row: &Row<'_>, i: usize) -> Result<Timestamp> {
+    time(row.get(i)?)
+}
+
+/// A nullable integer column holding microseconds since the epoch.
+pub(crate) fn opt_time_at(row: &Row<'_>, i: usize) -> Result<Option<Timestamp>> {
+    opt_time(row.get(i)?)
+}
+
+/// A task from a row selected with [`TASK_COLUMNS`].
+pub(crate) fn task(row: &Row<'_>) -> Result<Task> {
     let recurrence = match (
-        row.try_get::<Option<String>, _>("recurrence_frequency")?,
-        row.try_get::<Option<i64>, _>("recurrence_interval")?,
+        row.get_ref(10)?.as_str_or_null()?,
+        row.get::<_, Option<i64>>(11)?,
     ) {
         (Some(frequency), Some(interval)) => {
-            let frequency = Frequency::parse(&frequency)
+            let frequency = Frequency::parse(frequency)
                 .ok_or_else(|| StoreError::Corrupt(format!("bad frequency {frequency:?}")))?;
             Some(Recurrence::new(frequency, interval).map_err(StoreError::Corrupt)?)
         }
         _ => None,
     };
-    let priority: i64 = row.try_get("priority")?;
+    let priority: i64 = row.get(6)?;
     Ok(Task {
-        id: uuid(&row.try_get::<String, _>("id")?)?,
-        user_id: row.try_get("user_id")?,
-        title: row.try_get("title")?,
-        description: row.try_get("description")?,
-        completed: row.try_get("completed")?,
-        completed_at: opt_time(row.try_get("completed_at")?)?,
+        id: uuid_at(row, 0)?,
+        user_id: row.get(1)?,
+        title: row.get(2)?,
+        description: row.get(3)?,
+        completed: row.get(4)?,
+        completed_at: opt_time_at(row, 5)?,
         priority: Priority::from_rank(priority)
             .ok_or_else(|| StoreError::Corrupt(format!("bad priority {priority}")))?,
-        tags: serde_json::from_str(&row.try_get::<String, _>("tags")?)?,
-        due_at: opt_time(row.try_get("due_at")?)?,
-        remind_before_minutes: row.try_get("remind_before_minutes")?,
+        tags: serde_json::from_str(row.get_ref(7)?.as_str()?)?,
+        due_at: opt_time_at(row, 8)?,
+        remind_before_minutes: row.get(9)?,
         recurrence,
-        parent_task_id: row
-            .try_get::<Option<String>, _>("parent_task_id")?
-            .map(|raw| uuid(&raw))
-            .transpose()?,
-        version: row.try_get("version")?,
-        created_at: time(row.try_get("created_at")?)?,
-        updated_at: time(row.try_get("updated_at")?)?,
         recurrence_anchor_day: row
-            .try_get::<Option<i64>, _>("recurrence_anchor_day")?
+            .get::<_, Option<i64>>(12)?
             .and_then(|d| u32::try_from(d).ok()),
+        parent_task_id: opt_uuid_at(row, 13)?,
+        version: row.get(14)?,
+        created_at: time_at(row, 15)?,
+        updated_at: time_at(row, 16)?,
     })
+}
+
+impl From<rusqlite::types::FromSqlError> for StoreError {
+    fn from(e: rusqlite::types::FromSqlError) -> Self {
+        StoreError::Corrupt(e.to_string())
+    }
 }

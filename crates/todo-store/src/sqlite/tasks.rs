@@ -1,7 +1,7 @@
-//! Task rows: writes inside the caller's transaction, reads and the list query.
+//! Task rows: writes inside the writer's transaction, reads and the list query.
 
-use sqlx::sqlite::SqliteRow;
-use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
+use rusqlite::types::Value;
+use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
 use todo_domain::cursor::CursorKey;
 use todo_domain::query::{SortKey, StatusFilter, due_sort_value};
 use todo_domain::{Task, TaskQuery};
@@ -10,72 +10,62 @@ use uuid::Uuid;
 use super::rows::{self, TASK_COLUMNS};
 use crate::{Result, StoreError};
 
-/// A query with SQLite arguments.
-pub(super) type Query<'q> = sqlx::query::Query<'q, Sqlite, sqlx::sqlite::SqliteArguments<'q>>;
-
-fn bind_task<'q>(query: Query<'q>, task: &'q Task) -> Query<'q> {
-    query
-        .bind(task.title.as_str())
-        .bind(task.title_key())
-        .bind(task.description.as_deref())
-        .bind(task.search_text())
-        .bind(task.completed)
-        .bind(task.completed_at.map(|t| t.timestamp_micros()))
-        .bind(task.priority.rank())
-        .bind(serde_json::to_string(&task.tags).unwrap_or_else(|_| "[]".into()))
-        .bind(task.due_at.map(|t| t.timestamp_micros()))
-        .bind(task.remind_before_minutes)
-        .bind(task.recurrence.map(|r| r.frequency.as_str()))
-        .bind(task.recurrence.map(|r| i64::from(r.interval)))
-        .bind(task.recurrence_anchor_day.map(i64::from))
-        .bind(task.version)
-        .bind(task.updated_at.timestamp_micros())
+fn micros(t: Option<todo_domain::time::Timestamp>) -> Option<i64> {
+    t.map(|t| t.timestamp_micros())
 }
 
-/// Inserts a task row; its parameters are bound by [`bind_insert`].
-pub(super) const INSERT: &str =
-    "INSERT INTO tasks (title, title_key, description, search_text, completed, completed_at,
-        priority, tags, due_at, remind_before_minutes, recurrence_frequency, recurrence_interval,
-        recurrence_anchor_day, version, updated_at, id, user_id, parent_task_id, created_at)
-     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
-
-/// Binds [`INSERT`]'s parameters.
-pub(super) fn bind_insert<'q>(query: Query<'q>, task: &'q Task) -> Query<'q> {
-    bind_task(query, task)
-        .bind(task.id.to_string())
-        .bind(task.user_id.as_str())
-        .bind(task.parent_task_id.map(|id| id.to_string()))
-        .bind(task.created_at.timestamp_micros())
+fn tags_json(task: &Task) -> String {
+    serde_json::to_string(&task.tags).unwrap_or_else(|_| "[]".into())
 }
 
-pub(super) async fn insert(conn: &mut SqliteConnection, task: &Task) -> Result<()> {
-    bind_insert(sqlx::query(INSERT), task).execute(conn).await?;
+pub(super) fn insert(conn: &Connection, task: &Task) -> Result<()> {
+    let mut id = Uuid::encode_buffer();
+    let mut parent = Uuid::encode_buffer();
+    conn.prepare_cached(
+        "INSERT INTO tasks (id, user_id, title, title_key, description, search_text, completed,
+            completed_at, priority, tags, due_at, remind_before_minutes, recurrence_frequency,
+            recurrence_interval, recurrence_anchor_day, parent_task_id, version, created_at, updated_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    )?
+    .execute(params![
+        &*task.id.hyphenated().encode_lower(&mut id),
+        task.user_id,
+        task.title,
+        task.title_key(),
+        task.description,
+        task.search_text(),
+        task.completed,
+        micros(task.completed_at),
+        task.priority.rank(),
+        tags_json(task),
+        micros(task.due_at),
+        task.remind_before_minutes,
+        task.recurrence.map(|r| r.frequency.as_str()),
+        task.recurrence.map(|r| i64::from(r.interval)),
+        task.recurrence_anchor_day.map(i64::from),
+        task.parent_task_id
+            .map(|p| &*p.hyphenated().encode_lower(&mut parent)),
+        task.version,
+        task.created_at.timestamp_micros(),
+        task.updated_at.timestamp_micros(),
+    ])?;
     Ok(())
 }
 
-pub(super) async fn get(
-    conn: &mut SqliteConnection,
-    user_id: &str,
-    id: Uuid,
-) -> Result<Option<Task>> {
-    let row: Option<SqliteRow> = sqlx::query(&format!(
+pub(super) fn get(conn: &Connection, user_id: &str, id: Uuid) -> Result<Option<Task>> {
+    let mut buf = Uuid::encode_buffer();
+    let mut stmt = conn.prepare_cached(&format!(
         "SELECT {TASK_COLUMNS} FROM tasks WHERE id = ? AND user_id = ?"
-    ))
-    .bind(id.to_string())
-    .bind(user_id)
-    .fetch_optional(&mut *conn)
-    .await?;
-    row.as_ref().map(rows::task).transpose()
+    ))?;
+    let mut rows = stmt.query(params![&*id.hyphenated().encode_lower(&mut buf), user_id])?;
+    rows.next()?.map(rows::task).transpose()
 }
 
 /// Tells `NotFound` from `VersionConflict` after a guarded write touched no row.
-async fn miss(conn: &mut SqliteConnection, user_id: &str, id: Uuid) -> StoreError {
-    let current: std::result::Result<Option<i64>, _> =
-        sqlx::query_scalar("SELECT version FROM tasks WHERE id = ? AND user_id = ?")
-            .bind(id.to_string())
-            .bind(user_id)
-            .fetch_optional(conn)
-            .await;
+fn miss(conn: &Connection, user_id: &str, id: &str) -> StoreError {
+    let current = conn
+        .prepare_cached("SELECT version FROM tasks WHERE id = ? AND user_id = ?")
+        .and_then(|mut s| s.query_row(params![id, user_id], |r| r.get(0)).optional());
     match current {
         Ok(Some(current)) => StoreError::VersionConflict { current },
         Ok(None) => StoreError::NotFound,
@@ -83,47 +73,80 @@ async fn miss(conn: &mut SqliteConnection, user_id: &str, id: Uuid) -> StoreErro
     }
 }
 
-pub(super) async fn update(
-    conn: &mut SqliteConnection,
-    task: &Task,
-    expected_version: i64,
-) -> Result<()> {
-    let query = sqlx::query(
-        "UPDATE tasks SET title = ?, title_key = ?, description = ?, search_text = ?, completed = ?, completed_at = ?,
-            priority = ?, tags = ?, due_at = ?, remind_before_minutes = ?, recurrence_frequency = ?,
-            recurrence_interval = ?, recurrence_anchor_day = ?, version = ?, updated_at = ?
-         WHERE id = ? AND user_id = ? AND version = ?",
-    );
-    let done = bind_task(query, task)
-        .bind(task.id.to_string())
-        .bind(task.user_id.as_str())
-        .bind(expected_version)
-        .execute(&mut *conn)
-        .await?;
-    if done.rows_affected() == 1 {
+pub(super) fn update(conn: &Connection, task: &Task, expected_version: i64) -> Result<()> {
+    let mut buf = Uuid::encode_buffer();
+    let id = &*task.id.hyphenated().encode_lower(&mut buf);
+    let changed = conn
+        .prepare_cached(
+            "UPDATE tasks SET title = ?, title_key = ?, description = ?, search_text = ?, completed = ?,
+                completed_at = ?, priority = ?, tags = ?, due_at = ?, remind_before_minutes = ?,
+                recurrence_frequency = ?, recurrence_interval = ?, recurrence_anchor_day = ?,
+                version = ?, updated_at = ?
+             WHERE id = ? AND user_id = ? AND version = ?",
+        )?
+        .execute(params![
+            task.title,
+            task.title_key(),
+            task.description,
+            task.search_text(),
+            task.completed,
+            micros(task.completed_at),
+            task.priority.rank(),
+            tags_json(task),
+            micros(task.due_at),
+            task.remind_before_minutes,
+            task.recurrence.map(|r| r.frequency.as_str()),
+            task.recurrence.map(|r| i64::from(r.interval)),
+            task.recurrence_anchor_day.map(i64::from),
+            task.version,
+            task.updated_at.timestamp_micros(),
+            id,
+            task.user_id,
+            expected_version,
+        ])?;
+    if changed == 1 {
         Ok(())
     } else {
-        Err(miss(conn, &task.user_id, task.id).await)
+        Err(miss(conn, &task.user_id, id))
     }
 }
 
-pub(super) async fn delete(
-    conn: &mut SqliteConnection,
+pub(super) fn delete(
+    conn: &Connection,
     user_id: &str,
     id: Uuid,
     expected_version: i64,
 ) -> Result<()> {
-    let done = sqlx::query("DELETE FROM tasks WHERE id = ? AND user_id = ? AND version = ?")
-        .bind(id.to_string())
-        .bind(user_id)
-        .bind(expected_version)
-        .execute(&mut *conn)
-        .await?;
-    if done.rows_affected() == 1 {
+    let mut buf = Uuid::encode_buffer();
+    let id = &*id.hyphenated().encode_lower(&mut buf);
+    let changed = conn
+        .prepare_cached("DELETE FROM tasks WHERE id = ? AND user_id = ? AND version = ?")?
+        .execute(params![id, user_id, expected_version])?;
+    if changed == 1 {
         Ok(())
     } else {
-        Err(miss(conn, user_id, id).await)
+        Err(miss(conn, user_id, id))
     }
+}
+
+/// Records that `parent_id`'s next occurrence is `child_id`; false if one already was.
+pub(super) fn claim_spawn(
+    conn: &Connection,
+    parent_id: Uuid,
+    child_id: Uuid,
+    at: todo_domain::time::Timestamp,
+) -> Result<bool> {
+    let claimed = conn
+        .prepare_cached(
+            "INSERT INTO recurrence_spawns (parent_task_id, child_task_id, created_at) VALUES (?, ?, ?)
+             ON CONFLICT (parent_task_id) DO NOTHING",
+        )?
+        .execute(params![
+            parent_id.to_string(),
+            child_id.to_string(),
+            at.timestamp_micros()
+        ])?;
+    Ok(claimed == 1)
 }
 
 /// The SQL expression a sort orders by. `due_at` maps "no due date" past the end in the
@@ -137,43 +160,40 @@ fn sort_expr(sort: SortKey, descending: bool) -> String {
     }
 }
 
-pub(super) async fn list(
-    conn: &mut SqliteConnection,
-    user_id: &str,
-    query: &TaskQuery,
-) -> Result<Vec<Task>> {
-    let mut sql: QueryBuilder<Sqlite> =
-        QueryBuilder::new(format!("SELECT {TASK_COLUMNS} FROM tasks WHERE user_id = "));
-    sql.push_bind(user_id);
+fn key_value(key: &CursorKey) -> Value {
+    match key {
+        CursorKey::Int(v) => Value::Integer(*v),
+        CursorKey::Text(v) => Value::Text(v.clone()),
+    }
+}
+
+pub(super) fn list(conn: &Connection, user_id: &str, query: &TaskQuery) -> Result<Vec<Task>> {
+    let mut sql = format!("SELECT {TASK_COLUMNS} FROM tasks WHERE user_id = ?");
+    let mut args: Vec<Value> = vec![Value::Text(user_id.to_owned())];
     match query.status {
         StatusFilter::All => {}
-        StatusFilter::Pending => {
-            sql.push(" AND completed = 0");
-        }
-        StatusFilter::Completed => {
-            sql.push(" AND completed = 1");
-        }
+        StatusFilter::Pending => sql.push_str(" AND completed = 0"),
+        StatusFilter::Completed => sql.push_str(" AND completed = 1"),
     }
     if let Some(priority) = query.priority {
-        sql.push(" AND priority = ").push_bind(priority.rank());
+        sql.push_str(" AND priority = ?");
+        args.push(Value::Integer(priority.rank()));
     }
     for tag in &query.tags {
-        sql.push(" AND EXISTS (SELECT 1 FROM json_each(tasks.tags) WHERE json_each.value = ")
-            .push_bind(tag.as_str())
-            .push(")");
+        sql.push_str(" AND EXISTS (SELECT 1 FROM json_each(tasks.tags) WHERE json_each.value = ?)");
+        args.push(Value::Text(tag.clone()));
     }
     if let Some(q) = &query.q {
-        sql.push(" AND instr(search_text, ")
-            .push_bind(q.as_str())
-            .push(") > 0");
+        sql.push_str(" AND instr(search_text, ?) > 0");
+        args.push(Value::Text(q.clone()));
     }
     if let Some(before) = query.due_before {
-        sql.push(" AND due_at IS NOT NULL AND due_at < ")
-            .push_bind(before.timestamp_micros());
+        sql.push_str(" AND due_at IS NOT NULL AND due_at < ?");
+        args.push(Value::Integer(before.timestamp_micros()));
     }
     if let Some(after) = query.due_after {
-        sql.push(" AND due_at IS NOT NULL AND due_at > ")
-            .push_bind(after.timestamp_micros());
+        sql.push_str(" AND due_at IS NOT NULL AND due_at > ?");
+        args.push(Value::Integer(after.timestamp_micros()));
     }
     let expr = sort_expr(query.sort, query.descending);
     let (cmp, dir) = if query.descending {
@@ -182,23 +202,20 @@ pub(super) async fn list(
         (">", "ASC")
     };
     if let Some(cursor) = &query.after {
-        sql.push(format!(" AND ({expr} {cmp} "));
-        push_key(&mut sql, &cursor.key);
-        sql.push(format!(" OR ({expr} = "));
-        push_key(&mut sql, &cursor.key);
-        sql.push(format!(" AND id {cmp} "))
-            .push_bind(cursor.id.clone())
-            .push("))");
+        sql.push_str(&format!(
+            " AND ({expr} {cmp} ? OR ({expr} = ? AND id {cmp} ?))"
+        ));
+        args.push(key_value(&cursor.key));
+        args.push(key_value(&cursor.key));
+        args.push(Value::Text(cursor.id.clone()));
     }
-    sql.push(format!(" ORDER BY {expr} {dir}, id {dir} LIMIT "))
-        .push_bind(query.limit + 1);
-    let rows = sql.build().fetch_all(&mut *conn).await?;
-    rows.iter().map(rows::task).collect()
-}
-
-fn push_key(sql: &mut QueryBuilder<Sqlite>, key: &CursorKey) {
-    match key {
-        CursorKey::Int(v) => sql.push_bind(*v),
-        CursorKey::Text(v) => sql.push_bind(v.clone()),
-    };
+    sql.push_str(&format!(" ORDER BY {expr} {dir}, id {dir} LIMIT ?"));
+    args.push(Value::Integer(query.limit + 1));
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let mut rows = stmt.query(params_from_iter(args))?;
+    let mut tasks = Vec::with_capacity(usize::try_from(query.limit + 1).unwrap_or(0).min(1024));
+    while let Some(row) = rows.next()? {
+        tasks.push(rows::task(row)?);
+    }
+    Ok(tasks)
 }

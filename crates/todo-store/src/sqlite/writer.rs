@@ -1,0 +1,258 @@
+//! The single writer, with group commit.
+//!
+//! SQLite allows one writer at a time, and a commit costs far more than the rows it
+//! writes. So one thread owns the read-write connection, and every write is a job sent to
+//! it. The thread takes whatever jobs are queued (up to [`MAX_BATCH`]), runs them in one
+//! transaction, each inside its own savepoint so a refused job (a version conflict) undoes
+//! only itself, commits once, and only then answers each caller. A caller is therefore told
+//! "written" only for what is committed, and concurrent writers share one commit.
+//!
+//! If SQLite abandons the transaction itself (disk full, I/O error), or the commit fails,
+//! every job of the batch is answered with the error and the connection is reopened, so no
+//! later write can run inside a transaction nobody will commit.
+
+use std::time::{Duration, Instant};
+
+use rusqlite::Connection;
+use tokio::sync::{mpsc, oneshot};
+
+use super::conn::Options;
+use crate::{Result, StoreError, StoredEvent};
+use todo_domain::Topic;
+
+/// Most jobs committed together.
+const MAX_BATCH: usize = 128;
+
+/// Jobs waiting beyond this many make callers wait to enqueue (backpressure).
+const QUEUE: usize = 4096;
+
+/// A job that waited longer than this is refused unrun: its caller gets a 503, truthfully,
+/// since nothing was written.
+const MAX_WAIT: Duration = Duration::from_secs(30);
+
+/// What a job sees: the connection, inside the batch's transaction.
+pub(super) struct WriteCtx<'c> {
+    pub(super) conn: &'c Connection,
+    appended: Vec<(Topic, StoredEvent)>,
+}
+
+impl WriteCtx<'_> {
+    /// Notes an event this job appended to the outbox; once the batch commits, it goes to
+    /// the in-memory tail and in-process consumers are woken.
+    pub(super) fn appended(&mut self, topic: Topic, event: StoredEvent) {
+        self.appended.push((topic, event));
+    }
+}
+
+trait Job: Send {
+    /// Whether the caller is still waiting for the answer.
+    fn wanted(&self) -> bool;
+    fn queued_at(&self) -> Instant;
+    /// Runs the work inside the open transaction; `Err` means it must be undone.
+    fn run(&mut self, ctx: &mut WriteCtx<'_>) -> std::result::Result<(), ()>;
+    /// Answers the caller: with the work's own result if the batch committed, else with
+    /// the batch's failure.
+    fn answer(self: Box<Self>, batch: std::result::Result<(), &StoreError>);
+}
+
+struct Call<T, F> {
+    work: Option<F>,
+    outcome: Option<Result<T>>,
+    reply: oneshot::Sender<Result<T>>,
+    queued_at: Instant,
+}
+
+impl<T, F> Job for Call<T, F>
+where
+    T: Send,
+    F: FnOnce(&mut WriteCtx<'_>) -> Result<T> + Send,
+{
+    fn wanted(&self) -> bool {
+        !self.reply.is_closed()
+    }
+
+    fn queued_at(&self) -> Instant {
+        self.queued_at
+    }
+
+    fn run(&mut self, ctx: &mut WriteCtx<'_>) -> std::result::Result<(), ()> {
+        let work = self.work.take().expect("a job runs once");
+        let outcome = work(ctx);
+        let ok = outcome.is_ok();
+        self.outcome = Some(outcome);
+        if ok { Ok(()) } else { Err(()) }
+    }
+
+    fn answer(self: Box<Self>, batch: std::result::Result<(), &StoreError>) {
+        let result = match (batch, self.outcome) {
+            // A job refused on its own (a conflict) keeps its own error either way.
+            (_, Some(Err(e))) => Err(e),
+            (Ok(()), Some(Ok(value))) => Ok(value),
+            (Err(e), _) => Err(e.shared()),
+            (Ok(()), None) => Err(StoreError::Unavailable(
+                "the write was not run: it waited too long for the writer".into(),
+            )),
+        };
+        let _ = self.reply.send(result); // a caller that went away needs no answer
+    }
+}
+
+/// Handle to the writer thread.
+#[derive(Debug)]
+pub(super) struct Writer {
+    jobs: mpsc::Sender<Box<dyn Job>>,
+}
+
+impl std::fmt::Debug for dyn Job {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Job")
+    }
+}
+
+impl Writer {
+    /// Starts the writer thread on `conn` (already migrated). `on_append` gets the events
+    /// of every commit that appended some, in sequence order.
+    pub(super) fn start(
+        conn: Connection,
+        options: Options,
+        on_append: impl Fn(Vec<(Topic, StoredEvent)>) + Send + 'static,
+    ) -> Result<Self> {
+        let (jobs, queue) = mpsc::channel(QUEUE);
+        std::thread::Builder::new()
+            .name("sqlite-writer".into())
+            .spawn(move || {
+                Thread {
+                    conn: Some(conn),
+                    options,
+                    on_append,
+                }
+                .run(queue)
+            })
+            .map_err(|e| StoreError::Unavailable(format!("cannot start the writer thread: {e}")))?;
+        Ok(Writer { jobs })
+    }
+
+    /// Runs `work` in the next batch's transaction and returns its result once that batch
+    /// is committed. `work` returning `Err` undoes only its own changes.
+    pub(super) async fn write<T, F>(&self, work: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut WriteCtx<'_>) -> Result<T> + Send + 'static,
+    {
+        let (reply, answer) = oneshot::channel();
+        let job = Box::new(Call {
+            work: Some(work),
+            outcome: None,
+            reply,
+            queued_at: Instant::now(),
+        });
+        self.jobs
+            .send(job)
+            .await
+            .map_err(|_| StoreError::Unavailable("the writer has stopped".into()))?;
+        answer
+            .await
+            .map_err(|_| StoreError::Unavailable("the writer stopped before answering".into()))?
+    }
+}
+
+struct Thread<A> {
+    /// `None` after a failure, until reopened.
+    conn: Option<Connection>,
+    options: Options,
+    on_append: A,
+}
+
+impl<A: Fn(Vec<(Topic, StoredEvent)>)> Thread<A> {
+    fn run(mut self, mut queue: mpsc::Receiver<Box<dyn Job>>) {
+        let mut batch: Vec<Box<dyn Job>> = Vec::with_capacity(MAX_BATCH);
+        while let Some(first) = queue.blocking_recv() {
+            batch.push(first);
+            while batch.len() < MAX_BATCH {
+                match queue.try_recv() {
+                    Ok(job) => batch.push(job),
+                    Err(_) => break,
+                }
+            }
+            self.commit_batch(&mut batch);
+        }
+    }
+
+    fn commit_batch(&mut self, batch: &mut Vec<Box<dyn Job>>) {
+        let now = Instant::now();
+        let (jobs, skipped): (Vec<_>, Vec<_>) = batch
+            .drain(..)
+            .partition(|job| job.wanted() && now.duration_since(job.queued_at()) <= MAX_WAIT);
+        for job in skipped {
+            job.answer(Ok(())); // never run: answered as not written
+        }
+        if !jobs.is_empty() {
+            self.transaction(jobs);
+        }
+    }
+
+    fn transaction(&mut self, mut jobs: Vec<Box<dyn Job>>) {
+        let conn = match self.connection() {
+            Ok(conn) => conn,
+            Err(e) => {
+                for job in jobs {
+                    job.answer(Err(&e));
+                }
+                return;
+            }
+        };
+        let mut ctx = WriteCtx {
+            conn,
+            appended: Vec::new(),
+        };
+        let result = run_jobs(&mut ctx, &mut jobs);
+        let appended = ctx.appended;
+        match &result {
+            Ok(()) if !appended.is_empty() => (self.on_append)(appended),
+            Ok(()) => {}
+            Err(e) => {
+                // The transaction may still be open, or half-applied: drop the connection
+                // (SQLite discards an uncommitted transaction) and start afresh next time.
+                self.conn = None;
+                tracing::warn!(error = %e, jobs = jobs.len(), "write batch failed; reopening the connection");
+            }
+        }
+        for job in jobs {
+            job.answer(result.as_ref().map(|_| ()));
+        }
+    }
+
+    fn connection(&mut self) -> Result<&Connection> {
+        if self.conn.is_none() {
+            self.conn = Some(self.options.open_writer()?);
+        }
+        Ok(self.conn.as_ref().expect("opened above"))
+    }
+}
+
+/// Runs every job in one transaction, each in a savepoint, and commits.
+fn run_jobs(ctx: &mut WriteCtx<'_>, jobs: &mut [Box<dyn Job>]) -> Result<()> {
+    let conn = ctx.conn;
+    conn.prepare_cached("BEGIN IMMEDIATE")?.execute([])?;
+    for job in jobs.iter_mut() {
+        conn.prepare_cached("SAVEPOINT job")?.execute([])?;
+        let appended_before = ctx.appended.len();
+        let refused = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job.run(ctx)))
+            .map_err(|_| StoreError::Failed("a write job panicked".into()))?
+            .is_err();
+        if conn.is_autocommit() {
+            // SQLite rolled the whole transaction back by itself (disk full, I/O error):
+            // every job before this one is undone too.
+            return Err(StoreError::Unavailable(
+                "the transaction was rolled back by SQLite (disk full or I/O error)".into(),
+            ));
+        }
+        if refused {
+            ctx.appended.truncate(appended_before);
+            conn.prepare_cached("ROLLBACK TO job")?.execute([])?;
+        }
+        conn.prepare_cached("RELEASE job")?.execute([])?;
+    }
+    conn.prepare_cached("COMMIT")?.execute([])?;
+    Ok(())
+}
