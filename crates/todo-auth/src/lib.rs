@@ -8,7 +8,7 @@
 //!   token or the secret.
 //!
 //! Modules: `header` (alg allow-list), `hs256` (secret, minting), `jwks` (key cache),
-//! `claims`, `config`, `error`.
+//! `recent` (verdicts reused for a minute at most), `claims`, `config`, `error`.
 
 #![warn(missing_docs)]
 
@@ -18,6 +18,7 @@ mod error;
 mod header;
 mod hs256;
 mod jwks;
+mod recent;
 
 use std::fmt;
 use std::sync::Arc;
@@ -47,6 +48,9 @@ struct Inner {
     validation: Validation,
     issuer: Option<String>,
     audience: Option<String>,
+    leeway_secs: u64,
+    /// HS256 tokens that verified in the last minute, with their claims.
+    recent: recent::Recent,
 }
 
 impl Verifier {
@@ -76,6 +80,8 @@ impl Verifier {
                 validation: base_validation(&config),
                 issuer: config.issuer,
                 audience: config.audience,
+                leeway_secs: config.leeway_secs,
+                recent: recent::Recent::default(),
             }),
         })
     }
@@ -86,9 +92,18 @@ impl Verifier {
     /// against JWKS keys, so neither can be passed off as the other. Why a token
     /// failed is logged at debug level only.
     pub async fn verify(&self, token: &str) -> Result<Claims, AuthError> {
+        let now = jsonwebtoken::get_current_timestamp();
+        if let Some(claims) = self.inner.recent.get(token, now) {
+            return Ok(claims);
+        }
         let result = self.verify_inner(token).await;
-        if let Err(err) = &result {
-            tracing::debug!(kind = err.kind(), error = %err, "token rejected");
+        match &result {
+            Ok(claims) if header::parse(token).is_ok_and(|h| h.alg == Algorithm::HS256) => self
+                .inner
+                .recent
+                .put(token, claims, now, self.inner.leeway_secs),
+            Ok(_) => {}
+            Err(err) => tracing::debug!(kind = err.kind(), error = %err, "token rejected"),
         }
         result
     }

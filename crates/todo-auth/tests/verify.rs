@@ -235,6 +235,22 @@ async fn token_expired_within_the_leeway_is_accepted() {
     assert_eq!(verifier.verify(&token).await.unwrap().sub, "u");
 }
 
+/// Verdicts are reused between requests, never past the token's own expiry.
+#[tokio::test]
+async fn a_token_accepted_a_moment_ago_is_rejected_once_it_expires() {
+    let verifier = Verifier::new(AuthConfig {
+        leeway_secs: 0,
+        ..hs_config()
+    })
+    .unwrap();
+    let token = sign_hs256(SECRET.as_bytes(), &json!({"sub": "u", "exp": now() + 1}));
+    assert_eq!(verifier.verify(&token).await.unwrap().sub, "u");
+    assert_eq!(verifier.verify(&token).await.unwrap().sub, "u");
+
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    assert_eq!(kind(verifier.verify(&token).await), "expired");
+}
+
 #[tokio::test]
 async fn leeway_zero_rejects_a_token_that_just_expired() {
     let verifier = Verifier::new(AuthConfig {

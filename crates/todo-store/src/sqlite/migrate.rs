@@ -12,12 +12,15 @@ fn migrations() -> Migrations<'static> {
         M::up(include_str!(
             "../../migrations/sqlite/0002_audit_by_time.sql"
         )),
+        M::up(include_str!(
+            "../../migrations/sqlite/0003_list_filters_in_index.sql"
+        )),
     ];
     Migrations::from_slice(ALL)
 }
 
 /// How many migrations this build knows.
-pub(super) const LATEST: i64 = 2;
+pub(super) const LATEST: i64 = 3;
 
 /// Brings the schema up to date.
 pub(super) fn to_latest(conn: &mut Connection) -> Result<()> {
