@@ -6,6 +6,7 @@
 //! [`Layer`] that keeps each span's fields in the span's extensions and
 //! flattens the whole scope into every event.
 
+use std::collections::BTreeMap;
 use std::fmt::{self, Write as _};
 use std::io::{IsTerminal as _, Write as _};
 use std::str::FromStr;
@@ -309,18 +310,19 @@ where
             }
         }
 
-        // Root to leaf, then the event, so inner values override outer ones.
-        let mut fields = Map::new();
-        if let Some(scope) = ctx.event_scope(event) {
-            for span in scope.from_root() {
-                if let Some(SpanFields(span_fields)) = span.extensions().get::<SpanFields>() {
-                    for (key, value) in span_fields {
-                        fields.insert(key.clone(), value.clone());
-                    }
-                }
-            }
+        // Root to leaf, then the event, so inner values override outer ones. The line is
+        // rendered from references into the spans' stored fields, not copies of them:
+        // this runs for every access-log line.
+        let spans: Vec<_> = ctx
+            .event_scope(event)
+            .map(|scope| scope.from_root().collect())
+            .unwrap_or_default();
+        let extensions: Vec<_> = spans.iter().map(|span| span.extensions()).collect();
+        let mut fields: BTreeMap<&str, &Value> = BTreeMap::new();
+        for span_fields in extensions.iter().filter_map(|e| e.get::<SpanFields>()) {
+            fields.extend(span_fields.0.iter().map(|(k, v)| (k.as_str(), v)));
         }
-        fields.extend(event_fields);
+        fields.extend(event_fields.iter().map(|(k, v)| (k.as_str(), v)));
 
         let timestamp = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
         let core = [
@@ -347,7 +349,7 @@ where
 fn render_line(
     out: &mut Vec<u8>,
     core: &[(&str, &str)],
-    fields: &Map<String, Value>,
+    fields: &BTreeMap<&str, &Value>,
 ) -> serde_json::Result<()> {
     out.push(b'{');
     let mut first = true;
@@ -364,14 +366,14 @@ fn render_line(
         entry(out, key, value)?;
     }
     let mut renamed = String::new();
-    for (key, value) in fields {
-        let key = if CORE_KEYS.contains(&key.as_str()) {
+    for (&key, value) in fields {
+        let key = if CORE_KEYS.contains(&key) {
             renamed.clear();
             renamed.push_str(RENAMED_PREFIX);
             renamed.push_str(key);
             renamed.as_str()
         } else {
-            key.as_str()
+            key
         };
         entry(out, key, value)?;
     }
@@ -390,7 +392,7 @@ impl ErasedValue for &str {
     }
 }
 
-impl ErasedValue for Value {
+impl ErasedValue for &Value {
     fn write_json(&self, out: &mut Vec<u8>) -> serde_json::Result<()> {
         serde_json::to_writer(out, self)
     }

@@ -42,20 +42,17 @@ impl Planner {
         }
     }
 
-    /// Plans one event's reminder; returns whether the schedule changed.
-    async fn plan_one(
-        &self,
+    /// What one event asks of the schedule, or `None` when it cannot change it.
+    fn plan_for(
         event: &todo_domain::CloudEvent,
         now: time::Timestamp,
-    ) -> anyhow::Result<bool> {
-        let Ok(kind) = event.kind() else {
-            return Ok(false);
-        };
+    ) -> Option<(todo_domain::Task, i64, ReminderPlan)> {
+        let kind = event.kind().ok()?;
         let task = match event.task_data() {
             Ok(data) => data.task,
             Err(e) => {
-                tracing::warn!(error = %e, "unreadable task event skipped");
-                return Ok(false);
+                tracing::warn!(event_id = %event.id, error = %e, "unreadable task event skipped");
+                return None;
             }
         };
         // A deletion is a change after the task's last version.
@@ -66,9 +63,19 @@ impl Planner {
         };
         let plan = ReminderPlan::for_task(kind, &task, now);
         if kind == EventType::TaskCreated && plan == ReminderPlan::Cancel {
-            // A new task without a reminder: there is nothing to cancel, so skip the read.
-            return Ok(false);
+            // A new task without a reminder: there is nothing to cancel.
+            return None;
         }
+        Some((task, version, plan))
+    }
+
+    /// Applies one event's plan; returns whether the schedule changed.
+    async fn plan_one(
+        &self,
+        event: &todo_domain::CloudEvent,
+        (task, version, plan): (todo_domain::Task, i64, ReminderPlan),
+        now: time::Timestamp,
+    ) -> anyhow::Result<bool> {
         let traceparent = event
             .traceparent
             .as_deref()
@@ -99,8 +106,14 @@ impl Handler for Planner {
         let now = time::now();
         let mut changed = false;
         for delivery in batch {
+            let Some(planned) = Self::plan_for(&delivery.event, now) else {
+                continue;
+            };
             let span = event_span(self.name(), &delivery.event);
-            changed |= self.plan_one(&delivery.event, now).instrument(span).await?;
+            changed |= self
+                .plan_one(&delivery.event, planned, now)
+                .instrument(span)
+                .await?;
         }
         if changed {
             self.schedule_changed.notify_one();

@@ -112,6 +112,10 @@ impl Handler for Recurring {
 
     async fn handle(&self, batch: &[Delivery]) -> anyhow::Result<()> {
         for delivery in batch {
+            // Only completions concern this consumer: skip the rest before opening a span.
+            if delivery.event.kind().ok() != Some(EventType::TaskCompleted) {
+                continue;
+            }
             let span = event_span(self.name(), &delivery.event);
             self.handle_one(&delivery.event).instrument(span).await?;
         }

@@ -46,6 +46,11 @@ impl Options {
             )));
         }
         self.tune(&conn, 16_000)?;
+        conn.execute_batch(&format!(
+            "PRAGMA wal_autocheckpoint = {}; PRAGMA journal_size_limit = {};",
+            super::checkpoint::WRITER_CHECKPOINT_PAGES,
+            super::checkpoint::WAL_LIMIT_BYTES
+        ))?;
         Ok(conn)
     }
 

@@ -5,6 +5,7 @@
 //! `synchronous=NORMAL` in WAL mode makes a commit survive a process crash (`kill -9`);
 //! `TODO_SQLITE_SYNCHRONOUS=full` extends that to power loss at some cost in write speed.
 
+mod checkpoint;
 mod conn;
 mod events;
 mod migrate;
@@ -16,6 +17,7 @@ mod writer;
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 
 use async_trait::async_trait;
 use todo_domain::reminder::Notification;
@@ -27,6 +29,7 @@ use crate::{
     AuditQuery, PageQuery, Result, Store, StoreError, StoredEvent, TailRead, WebhookDelivery,
     WebhookOutcome,
 };
+use checkpoint::Checkpointer;
 use conn::{Options, Readers};
 use events::OutboxRow;
 use tail::Tail;
@@ -42,6 +45,7 @@ pub struct SqliteStore {
     readers: Arc<Readers>,
     tail: Arc<Tail>,
     appended: Arc<tokio::sync::watch::Sender<u64>>,
+    _checkpointer: Checkpointer,
 }
 
 /// The file a `sqlite:` URL names: `sqlite://path`, `sqlite:path`, with any `?...` ignored.
@@ -95,7 +99,9 @@ impl SqliteStore {
         let signal = Arc::clone(&appended);
         let tail = Arc::new(Tail::default());
         let committed = Arc::clone(&tail);
-        let writer = Writer::start(conn, options.clone(), move |events| {
+        let commits = Arc::new(AtomicU64::new(0));
+        let checkpointer = Checkpointer::start(options.clone(), Arc::clone(&commits))?;
+        let writer = Writer::start(conn, options.clone(), commits, move |events| {
             committed.extend(events);
             signal.send_modify(|n| *n = n.wrapping_add(1));
         })?;
@@ -104,6 +110,7 @@ impl SqliteStore {
             readers: Readers::new(options, READERS),
             tail,
             appended,
+            _checkpointer: checkpointer,
         })
     }
 }

@@ -11,6 +11,8 @@
 //! every job of the batch is answered with the error and the connection is reopened, so no
 //! later write can run inside a transaction nobody will commit.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use rusqlite::Connection;
@@ -115,6 +117,7 @@ impl Writer {
     pub(super) fn start(
         conn: Connection,
         options: Options,
+        commits: Arc<AtomicU64>,
         on_append: impl Fn(Vec<(Topic, StoredEvent)>) + Send + 'static,
     ) -> Result<Self> {
         let (jobs, queue) = mpsc::channel(QUEUE);
@@ -124,6 +127,7 @@ impl Writer {
                 Thread {
                     conn: Some(conn),
                     options,
+                    commits,
                     on_append,
                 }
                 .run(queue)
@@ -160,6 +164,8 @@ struct Thread<A> {
     /// `None` after a failure, until reopened.
     conn: Option<Connection>,
     options: Options,
+    /// Bumped after every commit (the checkpoint thread watches it).
+    commits: Arc<AtomicU64>,
     on_append: A,
 }
 
@@ -207,6 +213,9 @@ impl<A: Fn(Vec<(Topic, StoredEvent)>)> Thread<A> {
         };
         let result = run_jobs(&mut ctx, &mut jobs);
         let appended = ctx.appended;
+        if result.is_ok() {
+            self.commits.fetch_add(1, Ordering::Release);
+        }
         match &result {
             Ok(()) if !appended.is_empty() => (self.on_append)(appended),
             Ok(()) => {}
