@@ -2560,6 +2560,50 @@ async fn an_incoming_x_request_id_is_echoed_and_carried_by_the_requests_log_line
     assert_log_shape(&line, "alice");
 }
 
+/// Log lines are written to stdout in batches by a background thread: under a burst of
+/// concurrent requests every line still arrives once and whole, through to the last line
+/// of a graceful stop.
+#[tokio::test]
+async fn every_request_line_is_written_whole_before_a_graceful_exit() {
+    let mut app = TestApp::spawn().await;
+    let task = app.create_task("alice", json!({"title": "logged"})).await;
+    let path = format!("/tasks/{}", id_of(&task));
+    let sends = (0..300).map(|i| {
+        send(
+            app.request(Method::GET, "alice", &path)
+                .header("x-request-id", format!("burst-{i}")),
+        )
+    });
+    for reply in futures_util::future::join_all(sends).await {
+        assert_eq!(reply.status, 200);
+    }
+    let (_, clean) = app.terminate().await;
+    assert!(clean);
+    let lines = eventually(Duration::from_secs(5), || {
+        let logs = app.logs();
+        let done = logs.iter().any(|l| l.contains("\"message\":\"stopped\""));
+        async move { done.then_some(logs) }
+    })
+    .await
+    .expect("the final `stopped` line");
+    let mut seen = std::collections::HashMap::new();
+    for line in &lines {
+        if line.starts_with("stderr:") {
+            continue;
+        }
+        let value: Value =
+            serde_json::from_str(line).expect("every stdout line is one JSON object");
+        if let Some(id) = value["request_id"]
+            .as_str()
+            .filter(|id| id.starts_with("burst-"))
+        {
+            *seen.entry(id.to_owned()).or_insert(0) += 1;
+        }
+    }
+    assert_eq!(seen.len(), 300, "one line per request, none lost");
+    assert!(seen.values().all(|&n| n == 1), "no line written twice");
+}
+
 #[tokio::test]
 async fn a_missing_x_request_id_is_generated_returned_and_logged() {
     let app = TestApp::spawn().await;

@@ -7,6 +7,7 @@
 
 pub mod logging;
 pub mod metrics;
+mod stdout;
 
 pub use logging::{Guard, LogFormat, init, json_layer};
 pub use metrics::{

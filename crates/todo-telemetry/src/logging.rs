@@ -69,11 +69,8 @@ impl fmt::Display for LogFormat {
     }
 }
 
-/// Keeps logging alive for the life of the process; flushes stdout on drop.
-///
-/// Output is written synchronously today, so the flush only drains stdout's
-/// line buffer. Holding the guard now means an OpenTelemetry exporter (which
-/// does buffer) can be added later without changing callers.
+/// Keeps logging alive for the life of the process; on drop, writes out every queued
+/// line (JSON lines go to stdout in batches from a background thread) and flushes stdout.
 #[derive(Debug)]
 #[must_use = "dropping the guard early flushes and may lose buffered telemetry; keep it until main returns"]
 pub struct Guard {
@@ -82,6 +79,7 @@ pub struct Guard {
 
 impl Drop for Guard {
     fn drop(&mut self) {
+        crate::stdout::stop();
         // Nothing useful can be done if stdout is gone at shutdown.
         let _ = std::io::stdout().flush();
     }
@@ -109,7 +107,10 @@ pub fn init(
     let filter = build_filter(rust_log.as_deref(), default_filter)?;
 
     // `Option<Layer>` is itself a layer, which avoids boxing to pick one.
-    let json = (format == LogFormat::Json).then(|| json_layer(service, std::io::stdout));
+    let json = (format == LogFormat::Json).then(|| {
+        crate::stdout::start();
+        json_layer(service, crate::stdout::BatchedStdout)
+    });
     let pretty = (format == LogFormat::Pretty).then(|| {
         tracing_subscriber::fmt::layer()
             .with_writer(std::io::stdout)

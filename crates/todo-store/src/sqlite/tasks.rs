@@ -53,10 +53,12 @@ pub(super) fn insert(conn: &Connection, task: &Task) -> Result<()> {
 }
 
 pub(super) fn get(conn: &Connection, user_id: &str, id: Uuid) -> Result<Option<Task>> {
+    // Built once: the statement cache is keyed by this text, hashed on every call.
+    static SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        format!("SELECT {TASK_COLUMNS} FROM tasks WHERE id = ? AND user_id = ?")
+    });
     let mut buf = Uuid::encode_buffer();
-    let mut stmt = conn.prepare_cached(&format!(
-        "SELECT {TASK_COLUMNS} FROM tasks WHERE id = ? AND user_id = ?"
-    ))?;
+    let mut stmt = conn.prepare_cached(&SQL)?;
     let mut rows = stmt.query(params![&*id.hyphenated().encode_lower(&mut buf), user_id])?;
     rows.next()?.map(rows::task).transpose()
 }
