@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use super::conn::Options;
+use super::conn::{Options, Readers};
 use crate::{Result, StoreError};
 
 /// How often the thread looks for new commits to checkpoint.
@@ -34,12 +34,17 @@ pub(super) struct Checkpointer {
 }
 
 impl Checkpointer {
-    /// Starts the thread; `commits` is bumped by the writer after every commit.
-    pub(super) fn start(options: Options, commits: Arc<AtomicU64>) -> Result<Self> {
+    /// Starts the thread; `commits` is bumped by the writer after every commit. The thread
+    /// also ends the read snapshots idle `readers` keep, which would hold checkpoints back.
+    pub(super) fn start(
+        options: Options,
+        commits: Arc<AtomicU64>,
+        readers: Arc<Readers>,
+    ) -> Result<Self> {
         let (stop, stopped) = mpsc::channel::<()>();
         std::thread::Builder::new()
             .name("sqlite-checkpoint".into())
-            .spawn(move || run(&options, &commits, &stopped))
+            .spawn(move || run(&options, &commits, &readers, &stopped))
             .map_err(|e| {
                 StoreError::Unavailable(format!("cannot start the checkpoint thread: {e}"))
             })?;
@@ -47,10 +52,11 @@ impl Checkpointer {
     }
 }
 
-fn run(options: &Options, commits: &AtomicU64, stopped: &mpsc::Receiver<()>) {
+fn run(options: &Options, commits: &AtomicU64, readers: &Readers, stopped: &mpsc::Receiver<()>) {
     let mut conn = None;
     let mut seen = commits.load(Ordering::Acquire);
     while let Err(mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(EVERY) {
+        readers.release_idle();
         let now = commits.load(Ordering::Acquire);
         if now == seen {
             continue;

@@ -6,8 +6,9 @@
 //! blocking pool so a long one never stalls the async workers.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rusqlite::{Connection, OpenFlags};
 
@@ -81,20 +82,71 @@ fn open_error(path: &Path, e: rusqlite::Error) -> StoreError {
     StoreError::Unavailable(format!("cannot open {}: {e}", path.display()))
 }
 
+/// Longest time a read snapshot is reused while this process commits nothing: it bounds
+/// how late a reader sees a write made by *another* process sharing the file.
+const SNAPSHOT_AGE: Duration = Duration::from_millis(2);
+
 /// A few read-only connections, each behind its own lock.
+///
+/// Starting and ending a read transaction takes SQLite's shared-memory locks, which costs
+/// more than a point read itself, and twice as much with two threads reading at once. So a
+/// connection keeps its read transaction (its snapshot) open between reads while nothing
+/// has been committed here since it began (the writer thread counts its commits) and for
+/// at most [`SNAPSHOT_AGE`]. A read that follows a commit always starts a fresh snapshot,
+/// so a caller reads what it has just written. A snapshot is ended as soon as a commit
+/// makes it stale: by the read that sees the commit count move, and on idle connections by
+/// the writer after each commit and the checkpoint thread ([`Readers::release_idle`]), so
+/// none holds the log back from a checkpoint or from starting over.
 #[derive(Debug)]
 pub(super) struct Readers {
-    conns: Vec<Mutex<Option<Connection>>>,
+    conns: Vec<Mutex<Slot>>,
     options: Options,
+    /// Commits made by this process's writer so far.
+    commits: Arc<AtomicU64>,
+}
+
+#[derive(Debug, Default)]
+pub(super) struct Slot {
+    conn: Option<Connection>,
+    /// The open read transaction, if any: the commit count it saw and when it began.
+    snapshot: Option<(u64, Instant)>,
+}
+
+impl Slot {
+    /// Ends the open read transaction, if any.
+    fn end_snapshot(&mut self) {
+        if self.snapshot.take().is_some()
+            && let Some(conn) = &self.conn
+            && !conn.is_autocommit()
+            && conn.execute_batch("COMMIT").is_err()
+        {
+            self.conn = None; // could not end it: start over on a new connection
+        }
+    }
 }
 
 impl Readers {
-    /// `n` read-only connections, opened on first use.
-    pub(super) fn new(options: Options, n: usize) -> Arc<Self> {
+    /// `n` read-only connections, opened on first use; `commits` is the writer's count.
+    pub(super) fn new(options: Options, n: usize, commits: Arc<AtomicU64>) -> Arc<Self> {
         Arc::new(Readers {
-            conns: (0..n.max(1)).map(|_| Mutex::new(None)).collect(),
+            conns: (0..n.max(1)).map(|_| Mutex::new(Slot::default())).collect(),
             options,
+            commits,
         })
+    }
+
+    /// Ends snapshots that are out of date on connections nobody is using.
+    pub(super) fn release_idle(&self) {
+        let commits = self.commits.load(Ordering::Acquire);
+        for slot in &self.conns {
+            if let Ok(mut slot) = slot.try_lock()
+                && slot
+                    .snapshot
+                    .is_some_and(|(seen, began)| seen != commits || began.elapsed() >= SNAPSHOT_AGE)
+            {
+                slot.end_snapshot();
+            }
+        }
     }
 
     /// Runs a short read here and now if a connection is free, else on the blocking pool.
@@ -139,19 +191,39 @@ impl Readers {
 
     fn run<T>(
         &self,
-        mut guard: MutexGuard<'_, Option<Connection>>,
+        mut slot: MutexGuard<'_, Slot>,
         f: impl FnOnce(&Connection) -> Result<T>,
     ) -> Result<T> {
-        if guard.is_none() {
-            *guard = Some(self.options.open_reader()?);
+        // Read before the snapshot begins, so the snapshot holds at least these commits.
+        let commits = self.commits.load(Ordering::Acquire);
+        let current = slot
+            .snapshot
+            .is_some_and(|(seen, began)| seen == commits && began.elapsed() < SNAPSHOT_AGE);
+        if !current {
+            slot.end_snapshot();
         }
-        let conn = guard.as_ref().expect("filled above");
+        let slot = &mut *slot;
+        let conn = match &mut slot.conn {
+            Some(conn) => conn,
+            empty => empty.insert(self.options.open_reader()?),
+        };
+        if !current {
+            conn.prepare_cached("BEGIN")?.execute([])?;
+            slot.snapshot = Some((commits, Instant::now()));
+        }
         let result = f(conn);
+        let ended = conn.is_autocommit();
+        // Keep the snapshot only while nothing is committed: under writes it would be
+        // renewed at the next read anyway, and held open meanwhile it holds the log back.
+        let moved = self.commits.load(Ordering::Acquire) != commits;
+        if result.is_err() || ended || moved {
+            slot.end_snapshot();
+        }
         if let Err(e) = &result
             && e.is_unavailable()
         {
             // An I/O failure may have left the connection unusable: open a fresh one next.
-            guard.take();
+            slot.conn = None;
         }
         result
     }

@@ -112,8 +112,9 @@ impl std::fmt::Debug for dyn Job {
 }
 
 impl Writer {
-    /// Starts the writer thread on `conn` (already migrated). `on_append` gets the events
-    /// of every commit that appended some, in sequence order.
+    /// Starts the writer thread on `conn` (already migrated). After every commit, before
+    /// any caller is answered, `commits` is bumped and `on_commit` gets the events the
+    /// commit appended (often none), in sequence order.
     pub(super) fn start(
         conn: Connection,
         options: Options,
@@ -217,8 +218,7 @@ impl<A: Fn(Vec<(Topic, StoredEvent)>)> Thread<A> {
             self.commits.fetch_add(1, Ordering::Release);
         }
         match &result {
-            Ok(()) if !appended.is_empty() => (self.on_append)(appended),
-            Ok(()) => {}
+            Ok(()) => (self.on_append)(appended),
             Err(e) => {
                 // The transaction may still be open, or half-applied: drop the connection
                 // (SQLite discards an uncommitted transaction) and start afresh next time.
