@@ -20,7 +20,14 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
     let command = Cli::parse_from(cli::args_with_default_command()).command;
-    let runtime = match tokio::runtime::Runtime::new() {
+    // Blocking work is mostly SQLite reads, which share four read-only connections: more
+    // threads than that would only wait for a connection, each holding its own stack and
+    // allocator heap (uncapped, a burst of list requests grew the process by 70 MiB).
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .max_blocking_threads(8)
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
