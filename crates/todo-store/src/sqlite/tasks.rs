@@ -1,5 +1,6 @@
 //! Task rows: writes inside the writer's transaction, reads and the list query.
 
+use rusqlite::ToSql;
 use rusqlite::types::Value;
 use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
 use todo_domain::cursor::CursorKey;
@@ -14,41 +15,79 @@ fn micros(t: Option<todo_domain::time::Timestamp>) -> Option<i64> {
     t.map(|t| t.timestamp_micros())
 }
 
-fn tags_json(task: &Task) -> String {
-    serde_json::to_string(&task.tags).unwrap_or_else(|_| "[]".into())
+/// The columns a write sets from a task's changeable state, computed once, in the order
+/// of [`Settable::params`]: `title, title_key, description, search_text, completed,
+/// completed_at, priority, tags, due_at, remind_before_minutes, recurrence_frequency,
+/// recurrence_interval, recurrence_anchor_day, version, updated_at`.
+struct Settable<'t> {
+    task: &'t Task,
+    title_key: String,
+    search_text: String,
+    tags: String,
+    completed_at: Option<i64>,
+    priority: i64,
+    due_at: Option<i64>,
+    frequency: Option<&'static str>,
+    interval: Option<i64>,
+    anchor_day: Option<i64>,
+    updated_at: i64,
+}
+
+impl<'t> Settable<'t> {
+    fn new(task: &'t Task) -> Self {
+        Settable {
+            task,
+            title_key: task.title_key(),
+            search_text: task.search_text(),
+            tags: serde_json::to_string(&task.tags).unwrap_or_else(|_| "[]".into()),
+            completed_at: micros(task.completed_at),
+            priority: task.priority.rank(),
+            due_at: micros(task.due_at),
+            frequency: task.recurrence.map(|r| r.frequency.as_str()),
+            interval: task.recurrence.map(|r| i64::from(r.interval)),
+            anchor_day: task.recurrence_anchor_day.map(i64::from),
+            updated_at: task.updated_at.timestamp_micros(),
+        }
+    }
+
+    fn params(&self) -> [&dyn ToSql; 15] {
+        [
+            &self.task.title,
+            &self.title_key,
+            &self.task.description,
+            &self.search_text,
+            &self.task.completed,
+            &self.completed_at,
+            &self.priority,
+            &self.tags,
+            &self.due_at,
+            &self.task.remind_before_minutes,
+            &self.frequency,
+            &self.interval,
+            &self.anchor_day,
+            &self.task.version,
+            &self.updated_at,
+        ]
+    }
 }
 
 pub(super) fn insert(conn: &Connection, task: &Task) -> Result<()> {
     let mut id = Uuid::encode_buffer();
     let mut parent = Uuid::encode_buffer();
+    let id = &*task.id.hyphenated().encode_lower(&mut id);
+    let parent = task
+        .parent_task_id
+        .map(|p| &*p.hyphenated().encode_lower(&mut parent));
+    let created_at = task.created_at.timestamp_micros();
+    let settable = Settable::new(task);
+    let identity: [&dyn ToSql; 4] = [&id, &task.user_id, &parent, &created_at];
     conn.prepare_cached(
-        "INSERT INTO tasks (id, user_id, title, title_key, description, search_text, completed,
-            completed_at, priority, tags, due_at, remind_before_minutes, recurrence_frequency,
-            recurrence_interval, recurrence_anchor_day, parent_task_id, version, created_at, updated_at)
+        "INSERT INTO tasks (title, title_key, description, search_text, completed, completed_at,
+            priority, tags, due_at, remind_before_minutes, recurrence_frequency, recurrence_interval,
+            recurrence_anchor_day, version, updated_at, id, user_id, parent_task_id, created_at)
          VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
     )?
-    .execute(params![
-        &*task.id.hyphenated().encode_lower(&mut id),
-        task.user_id,
-        task.title,
-        task.title_key(),
-        task.description,
-        task.search_text(),
-        task.completed,
-        micros(task.completed_at),
-        task.priority.rank(),
-        tags_json(task),
-        micros(task.due_at),
-        task.remind_before_minutes,
-        task.recurrence.map(|r| r.frequency.as_str()),
-        task.recurrence.map(|r| i64::from(r.interval)),
-        task.recurrence_anchor_day.map(i64::from),
-        task.parent_task_id
-            .map(|p| &*p.hyphenated().encode_lower(&mut parent)),
-        task.version,
-        task.created_at.timestamp_micros(),
-        task.updated_at.timestamp_micros(),
-    ])?;
+    .execute(params_from_iter(settable.params().into_iter().chain(identity)))?;
     Ok(())
 }
 
@@ -86,26 +125,13 @@ pub(super) fn update(conn: &Connection, task: &Task, expected_version: i64) -> R
                 version = ?, updated_at = ?
              WHERE id = ? AND user_id = ? AND version = ?",
         )?
-        .execute(params![
-            task.title,
-            task.title_key(),
-            task.description,
-            task.search_text(),
-            task.completed,
-            micros(task.completed_at),
-            task.priority.rank(),
-            tags_json(task),
-            micros(task.due_at),
-            task.remind_before_minutes,
-            task.recurrence.map(|r| r.frequency.as_str()),
-            task.recurrence.map(|r| i64::from(r.interval)),
-            task.recurrence_anchor_day.map(i64::from),
-            task.version,
-            task.updated_at.timestamp_micros(),
-            id,
-            task.user_id,
-            expected_version,
-        ])?;
+        .execute(params_from_iter(
+            Settable::new(task).params().into_iter().chain([
+                &id as &dyn ToSql,
+                &task.user_id,
+                &expected_version,
+            ]),
+        ))?;
     if changed == 1 {
         Ok(())
     } else {
