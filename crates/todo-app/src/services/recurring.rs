@@ -50,10 +50,8 @@ impl Recurring {
         Recurring { store }
     }
 
+    /// Handles one `task.completed` event (the caller passes no other kind).
     async fn handle_one(&self, event: &CloudEvent) -> anyhow::Result<()> {
-        if event.kind().ok() != Some(EventType::TaskCompleted) {
-            return Ok(());
-        }
         let done = match event.task_data() {
             Ok(data) => data.task,
             Err(e) => {

@@ -73,11 +73,7 @@ fn run(options: &Options, commits: &AtomicU64, readers: &Readers, stopped: &mpsc
         }
         let Some(c) = &conn else { continue };
         // PASSIVE copies what it can without waiting for anyone; the rest goes next time.
-        let done: rusqlite::Result<(i64, i64, i64)> =
-            c.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-            });
-        if let Err(e) = done {
+        if let Err(e) = c.execute_batch("PRAGMA wal_checkpoint(PASSIVE)") {
             tracing::warn!(error = %e, "WAL checkpoint failed; retrying with a new connection");
             conn = None;
         }

@@ -106,7 +106,7 @@ pub(super) struct Readers {
 }
 
 #[derive(Debug, Default)]
-pub(super) struct Slot {
+struct Slot {
     conn: Option<Connection>,
     /// The open read transaction, if any: the commit count it saw and when it began.
     snapshot: Option<(u64, Instant)>,

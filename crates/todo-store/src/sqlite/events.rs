@@ -16,6 +16,8 @@ use crate::{AuditQuery, Result, StoreError, StoredEvent};
 pub(super) struct OutboxRow {
     event: Arc<CloudEvent>,
     topic: Topic,
+    id: String,
+    key: String,
     payload: String,
 }
 
@@ -25,6 +27,8 @@ impl OutboxRow {
             .topic()
             .map_err(|e| StoreError::Corrupt(e.to_string()))?;
         Ok(OutboxRow {
+            id: event.id.to_string(),
+            key: event.user_id().unwrap_or_default().to_owned(),
             payload: serde_json::to_string(event)?,
             event: Arc::new(event.clone()),
             topic,
@@ -39,9 +43,9 @@ pub(super) fn append(ctx: &mut WriteCtx<'_>, event: &OutboxRow) -> Result<()> {
             "INSERT INTO events (id, topic, key, payload, created_at) VALUES (?, ?, ?, ?, ?)",
         )?
         .execute(params![
-            event.event.id.to_string(),
+            event.id,
             event.topic.as_str(),
-            event.event.user_id().unwrap_or_default(),
+            event.key,
             event.payload,
             todo_domain::time::now().timestamp_micros(),
         ])?;
@@ -82,15 +86,12 @@ pub(super) fn read(
     let mut args = topic_args(after, topics);
     args.push(Value::Integer(limit));
     let mut stmt = conn.prepare_cached(&sql)?;
-    let mut rows = stmt.query(params_from_iter(args))?;
-    let mut events = Vec::new();
-    while let Some(row) = rows.next()? {
-        events.push(StoredEvent {
+    rows::collect(stmt.query(params_from_iter(args))?, |row| {
+        Ok(StoredEvent {
             seq: row.get(0)?,
             event: Arc::new(serde_json::from_str(row.get_ref(1)?.as_str()?)?),
-        });
-    }
-    Ok(events)
+        })
+    })
 }
 
 pub(super) fn count_after(conn: &Connection, after: i64, topics: &[Topic]) -> Result<i64> {
@@ -149,23 +150,50 @@ pub(super) fn commit_position(conn: &Connection, consumer: &str, position: i64) 
     Ok(())
 }
 
-/// Records audit entries, each with its `data` already serialized by the caller.
-pub(super) fn record_audit(conn: &Connection, entries: &[(AuditEntry, String)]) -> Result<u64> {
+/// An audit entry as its row: rendered by the caller, so the writer thread only inserts it.
+pub(super) struct AuditRow {
+    event_id: String,
+    user_id: String,
+    event_type: String,
+    task_id: Option<String>,
+    occurred_at: i64,
+    recorded_at: i64,
+    source: String,
+    data: String,
+}
+
+impl AuditRow {
+    pub(super) fn new(entry: &AuditEntry) -> Result<Self> {
+        Ok(AuditRow {
+            event_id: entry.event_id.to_string(),
+            user_id: entry.user_id.clone(),
+            event_type: entry.event_type.clone(),
+            task_id: entry.task_id.map(|id| id.to_string()),
+            occurred_at: entry.occurred_at.timestamp_micros(),
+            recorded_at: entry.recorded_at.timestamp_micros(),
+            source: entry.source.clone(),
+            data: serde_json::to_string(&entry.data)?,
+        })
+    }
+}
+
+/// Records audit rows, skipping event ids already recorded; returns how many were new.
+pub(super) fn record_audit(conn: &Connection, rows: &[AuditRow]) -> Result<u64> {
     let mut stmt = conn.prepare_cached(
         "INSERT INTO audit_log (event_id, user_id, event_type, task_id, occurred_at, recorded_at, source, data)
          VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (event_id) DO NOTHING",
     )?;
     let mut inserted = 0;
-    for (entry, data) in entries {
+    for row in rows {
         inserted += stmt.execute(params![
-            entry.event_id.to_string(),
-            entry.user_id,
-            entry.event_type,
-            entry.task_id.map(|id| id.to_string()),
-            entry.occurred_at.timestamp_micros(),
-            entry.recorded_at.timestamp_micros(),
-            entry.source,
-            data,
+            row.event_id,
+            row.user_id,
+            row.event_type,
+            row.task_id,
+            row.occurred_at,
+            row.recorded_at,
+            row.source,
+            row.data,
         ])? as u64;
     }
     Ok(inserted)
@@ -201,9 +229,7 @@ pub(super) fn list_audit(
     sql.push_str(" ORDER BY occurred_at DESC, seq DESC LIMIT ?");
     args.push(Value::Integer(query.limit + 1));
     let mut stmt = conn.prepare_cached(&sql)?;
-    let mut rows = stmt.query(params_from_iter(args))?;
-    let mut entries = Vec::new();
-    while let Some(row) = rows.next()? {
+    rows::collect(stmt.query(params_from_iter(args))?, |row| {
         let entry = AuditEntry {
             event_id: rows::uuid_at(row, 1)?,
             user_id: row.get(2)?,
@@ -214,7 +240,6 @@ pub(super) fn list_audit(
             source: row.get(7)?,
             data: serde_json::from_str(row.get_ref(8)?.as_str()?)?,
         };
-        entries.push((row.get(0)?, entry));
-    }
-    Ok(entries)
+        Ok((row.get(0)?, entry))
+    })
 }

@@ -31,7 +31,7 @@ use crate::{
 };
 use checkpoint::Checkpointer;
 use conn::{Options, Readers};
-use events::OutboxRow;
+use events::{AuditRow, OutboxRow};
 use tail::Tail;
 use writer::Writer;
 
@@ -288,7 +288,7 @@ impl Store for SqliteStore {
     async fn record_audit(&self, entries: &[AuditEntry]) -> Result<u64> {
         let rows = entries
             .iter()
-            .map(|e| Ok((e.clone(), serde_json::to_string(&e.data)?)))
+            .map(AuditRow::new)
             .collect::<Result<Vec<_>>>()?;
         self.writer
             .write(move |ctx| events::record_audit(ctx.conn, &rows))

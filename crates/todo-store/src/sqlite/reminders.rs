@@ -122,12 +122,10 @@ pub(super) fn deliver_due(
             "SELECT {REMINDER_COLUMNS} FROM reminders WHERE status = 'scheduled' AND remind_at <= ?
              ORDER BY remind_at LIMIT ?"
         ))?;
-        let mut rows = stmt.query(params![now.timestamp_micros(), limit])?;
-        let mut due = Vec::new();
-        while let Some(row) = rows.next()? {
-            due.push(reminder(row)?);
-        }
-        due
+        rows::collect(
+            stmt.query(params![now.timestamp_micros(), limit])?,
+            reminder,
+        )?
     };
     let at = now.timestamp_micros();
     let mut delivered = Vec::with_capacity(due.len());
@@ -199,12 +197,7 @@ pub(super) fn list(conn: &Connection, user_id: &str, query: &PageQuery) -> Resul
     sql.push_str(" ORDER BY remind_at DESC, task_id DESC LIMIT ?");
     args.push(Value::Integer(query.limit + 1));
     let mut stmt = conn.prepare_cached(&sql)?;
-    let mut rows = stmt.query(params_from_iter(args))?;
-    let mut reminders = Vec::new();
-    while let Some(row) = rows.next()? {
-        reminders.push(reminder(row)?);
-    }
-    Ok(reminders)
+    rows::collect(stmt.query(params_from_iter(args))?, reminder)
 }
 
 pub(super) fn list_notifications(
@@ -223,10 +216,8 @@ pub(super) fn list_notifications(
     sql.push_str(" ORDER BY seq DESC LIMIT ?");
     args.push(Value::Integer(query.limit + 1));
     let mut stmt = conn.prepare_cached(&sql)?;
-    let mut rows = stmt.query(params_from_iter(args))?;
-    let mut notifications = Vec::new();
-    while let Some(row) = rows.next()? {
-        notifications.push((
+    rows::collect(stmt.query(params_from_iter(args))?, |row| {
+        Ok((
             row.get(0)?,
             Notification {
                 task_id: rows::uuid_at(row, 1)?,
@@ -235,9 +226,8 @@ pub(super) fn list_notifications(
                 remind_at: rows::time_at(row, 4)?,
                 delivered_at: rows::time_at(row, 5)?,
             },
-        ));
-    }
-    Ok(notifications)
+        ))
+    })
 }
 
 pub(super) fn claim_webhooks(
@@ -251,17 +241,14 @@ pub(super) fn claim_webhooks(
             "SELECT id, event_id, payload, attempts FROM webhook_deliveries
              WHERE status = 'pending' AND next_attempt_at <= ? ORDER BY next_attempt_at LIMIT ?",
         )?;
-        let mut rows = stmt.query(params![now.timestamp_micros(), limit])?;
-        let mut claimed = Vec::new();
-        while let Some(row) = rows.next()? {
-            claimed.push(WebhookDelivery {
+        rows::collect(stmt.query(params![now.timestamp_micros(), limit])?, |row| {
+            Ok(WebhookDelivery {
                 id: row.get(0)?,
                 event_id: rows::uuid_at(row, 1)?,
                 payload: row.get(2)?,
                 attempts: row.get(3)?,
-            });
-        }
-        claimed
+            })
+        })?
     };
     let mut lease =
         conn.prepare_cached("UPDATE webhook_deliveries SET next_attempt_at = ? WHERE id = ?")?;

@@ -1,7 +1,7 @@
 //! Converting between rows and domain values. Columns are read by position, in the order
 //! of the `*_COLUMNS` lists that the queries select.
 
-use rusqlite::Row;
+use rusqlite::{Row, Rows};
 use todo_domain::recurrence::{Frequency, Recurrence};
 use todo_domain::time::{Timestamp, from_micros};
 use todo_domain::{Priority, Task};
@@ -24,6 +24,18 @@ pub(crate) fn time(micros: i64) -> Result<Timestamp> {
 
 pub(crate) fn opt_time(micros: Option<i64>) -> Result<Option<Timestamp>> {
     micros.map(time).transpose()
+}
+
+/// Every row of `rows`, each converted by `convert`.
+pub(crate) fn collect<T>(
+    mut rows: Rows<'_>,
+    mut convert: impl FnMut(&Row<'_>) -> Result<T>,
+) -> Result<Vec<T>> {
+    let mut out = Vec::new();
+    while let Some(row) = rows.next()? {
+        out.push(convert(row)?);
+    }
+    Ok(out)
 }
 
 /// A text column holding a uuid.

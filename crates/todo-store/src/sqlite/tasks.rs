@@ -240,10 +240,5 @@ pub(super) fn list(conn: &Connection, user_id: &str, query: &TaskQuery) -> Resul
     sql.push_str(&format!(" ORDER BY {expr} {dir}, id {dir} LIMIT ?"));
     args.push(Value::Integer(query.limit + 1));
     let mut stmt = conn.prepare_cached(&sql)?;
-    let mut rows = stmt.query(params_from_iter(args))?;
-    let mut tasks = Vec::with_capacity(usize::try_from(query.limit + 1).unwrap_or(0).min(1024));
-    while let Some(row) = rows.next()? {
-        tasks.push(rows::task(row)?);
-    }
-    Ok(tasks)
+    rows::collect(stmt.query(params_from_iter(args))?, rows::task)
 }

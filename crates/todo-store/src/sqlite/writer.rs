@@ -50,8 +50,8 @@ trait Job: Send {
     /// Whether the caller is still waiting for the answer.
     fn wanted(&self) -> bool;
     fn queued_at(&self) -> Instant;
-    /// Runs the work inside the open transaction; `Err` means it must be undone.
-    fn run(&mut self, ctx: &mut WriteCtx<'_>) -> std::result::Result<(), ()>;
+    /// Runs the work inside the open transaction; false means it must be undone.
+    fn run(&mut self, ctx: &mut WriteCtx<'_>) -> bool;
     /// Answers the caller: with the work's own result if the batch committed, else with
     /// the batch's failure.
     fn answer(self: Box<Self>, batch: std::result::Result<(), &StoreError>);
@@ -77,12 +77,12 @@ where
         self.queued_at
     }
 
-    fn run(&mut self, ctx: &mut WriteCtx<'_>) -> std::result::Result<(), ()> {
+    fn run(&mut self, ctx: &mut WriteCtx<'_>) -> bool {
         let work = self.work.take().expect("a job runs once");
         let outcome = work(ctx);
         let ok = outcome.is_ok();
         self.outcome = Some(outcome);
-        if ok { Ok(()) } else { Err(()) }
+        ok
     }
 
     fn answer(self: Box<Self>, batch: std::result::Result<(), &StoreError>) {
@@ -246,9 +246,8 @@ fn run_jobs(ctx: &mut WriteCtx<'_>, jobs: &mut [Box<dyn Job>]) -> Result<()> {
     for job in jobs.iter_mut() {
         conn.prepare_cached("SAVEPOINT job")?.execute([])?;
         let appended_before = ctx.appended.len();
-        let refused = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job.run(ctx)))
-            .map_err(|_| StoreError::Failed("a write job panicked".into()))?
-            .is_err();
+        let done = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job.run(ctx)))
+            .map_err(|_| StoreError::Failed("a write job panicked".into()))?;
         if conn.is_autocommit() {
             // SQLite rolled the whole transaction back by itself (disk full, I/O error):
             // every job before this one is undone too.
@@ -256,7 +255,7 @@ fn run_jobs(ctx: &mut WriteCtx<'_>, jobs: &mut [Box<dyn Job>]) -> Result<()> {
                 "the transaction was rolled back by SQLite (disk full or I/O error)".into(),
             ));
         }
-        if refused {
+        if !done {
             ctx.appended.truncate(appended_before);
             conn.prepare_cached("ROLLBACK TO job")?.execute([])?;
         }
