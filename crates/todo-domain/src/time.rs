@@ -28,11 +28,46 @@ pub fn from_micros(micros: i64) -> Option<Timestamp> {
     DateTime::from_timestamp_micros(micros)
 }
 
-/// Parses RFC 3339 (any offset) into UTC.
+/// The earliest instant the platform stores or serves: 1970-01-01T00:00:00Z.
+pub const MIN_YEAR: i32 = 1970;
+/// The latest year: four digits, so every timestamp served is RFC 3339.
+pub const MAX_YEAR: i32 = 9999;
+
+/// Whether `ts` lies in years [`MIN_YEAR`]–[`MAX_YEAR`] (UTC), the range every stored
+/// timestamp keeps. A recurrence whose next step leaves it ends the series.
+pub fn in_range(ts: &Timestamp) -> bool {
+    use chrono::Datelike;
+    (MIN_YEAR..=MAX_YEAR).contains(&ts.year())
+}
+
+/// Parses an RFC 3339 `date-time` (the grammar's production, so `T` or `t` between date and
+/// time, no leap second) into UTC, refusing instants outside [`in_range`].
+///
+/// The written date must itself lie in years 1970–9999, and on the range's two edge days
+/// the offset may not carry the instant out of it: `1970-01-01` takes no positive offset
+/// and `9999-12-31` no negative one. That makes the accepted set exactly what the OpenAPI
+/// document's `pattern` and `format: date-time` describe.
 pub fn parse_rfc3339(s: &str) -> Option<Timestamp> {
-    DateTime::parse_from_rfc3339(s)
-        .ok()
-        .map(|t| truncate(t.with_timezone(&Utc)))
+    use chrono::Timelike;
+    let bytes = s.as_bytes();
+    if bytes.len() < 20 || !matches!(bytes[10], b'T' | b't') {
+        return None;
+    }
+    let written = DateTime::parse_from_rfc3339(s).ok()?;
+    if written.nanosecond() >= 1_000_000_000 {
+        return None; // a leap second: no store keeps one
+    }
+    let offset = written.offset().local_minus_utc();
+    let date = &s[..10];
+    let year: i32 = date[..4].parse().ok()?;
+    if !(MIN_YEAR..=MAX_YEAR).contains(&year)
+        || (date == "1970-01-01" && offset > 0)
+        || (date == "9999-12-31" && offset < 0)
+    {
+        return None;
+    }
+    let utc = truncate(written.with_timezone(&Utc));
+    in_range(&utc).then_some(utc)
 }
 
 /// Formats as RFC 3339 in UTC with a `Z`, showing fractions only when present.
