@@ -346,14 +346,27 @@ async fn tags_are_stored_lower_case_and_unique_and_the_title_is_trimmed() {
     let unique: BTreeSet<&str> = tags.iter().copied().collect();
     assert_eq!(unique, BTreeSet::from(["home", "money"]));
     assert_eq!(tags.len(), 2, "tags are unique: {tags:?}");
-    // Ten distinct tags are fine; duplicates that collapse to ten are fine too.
+    // Ten entries are fine, and collapse when they repeat; an eleventh entry is refused
+    // even when it repeats one (the document's `maxItems: 10` counts entries as sent).
     let ten: Vec<String> = (0..10).map(|i| format!("T{i}")).collect();
-    let mut doubled = ten.clone();
-    doubled.extend(ten.iter().map(|t| t.to_lowercase()));
+    let task = app
+        .create_task("alice", json!({"title": "x", "tags": ten}))
+        .await;
+    assert_eq!(task["tags"].as_array().unwrap().len(), 10);
+    let mut doubled: Vec<String> = ten[..5].to_vec();
+    doubled.extend(ten[..5].iter().map(|t| t.to_lowercase()));
     let task = app
         .create_task("alice", json!({"title": "x", "tags": doubled}))
         .await;
-    assert_eq!(task["tags"].as_array().unwrap().len(), 10);
+    assert_eq!(task["tags"].as_array().unwrap().len(), 5);
+    let mut eleven = ten.clone();
+    eleven.push("t0".into());
+    let reply = send(
+        app.request(Method::POST, "alice", "/tasks")
+            .json(&json!({"title": "x", "tags": eleven})),
+    )
+    .await;
+    assert_invalid(&reply, "tags");
     // A 200-character title (after trimming) is accepted.
     let long = format!("  {}  ", "é".repeat(200));
     let task = app.create_task("alice", json!({"title": long})).await;
@@ -1412,9 +1425,10 @@ async fn requiring_more_tags_than_a_task_can_hold_is_a_422_naming_tag_never_a_50
         .collect::<Vec<_>>()
         .join("&");
     assert_eq!(app.list_all("alice", &ten).await, vec![task]);
-    // Repeating a tag doesn't count twice.
-    let repeated = format!("{ten}&tag=t0&tag=T1");
+    // A repeated tag (in any case) matches once; the limit counts parameters as sent.
+    let repeated = format!("{}&tag=T1", &ten[..ten.rfind("&tag=").unwrap()]);
     assert_eq!(app.list_all("alice", &repeated).await.len(), 1);
+    assert_invalid(&list(&app, "alice", &format!("{ten}&tag=t0")).await, "tag");
     // Beyond what a task can hold, and far beyond (once a database error: a 500).
     for n in [11, 1000, 2000] {
         let query = (0..n)

@@ -18,7 +18,7 @@ struct Harness {
 
 impl Harness {
     async fn publish(&self, title: &str) -> CloudEvent {
-        let task: Task = CreateTask::parse(&serde_json::json!({"title": title}))
+        let task: Task = CreateTask::from_json(&serde_json::json!({"title": title}))
             .unwrap()
             .into_task(Uuid::now_v7(), "alice", time::now());
         let event = CloudEvent::task(EventType::TaskCreated, "api", &task, time::now(), None);

@@ -260,7 +260,7 @@ mod tests {
     #[test]
     fn a_task_event_has_the_contract_envelope() {
         let now = parse_rfc3339("2026-11-22T10:00:00Z").unwrap();
-        let task = CreateTask::parse(&serde_json::json!({"title": "Pay rent"}))
+        let task = CreateTask::from_json(&serde_json::json!({"title": "Pay rent"}))
             .unwrap()
             .into_task(Uuid::now_v7(), "alice", now);
         let event = CloudEvent::task(

@@ -1,16 +1,20 @@
-//! Turning client JSON into checked values: every field error is gathered into one answer.
+//! Turning request bodies into checked values: every field error is gathered into one answer.
 //!
-//! Bodies are read from `serde_json::Value` by hand rather than by derive, because a derive
-//! stops at the first wrong type and can't tell an absent field from an explicit `null`,
-//! which `PUT` needs ("absent kept, null clears").
+//! The bodies arrive as the types of [`crate::request`], whose fields tell absent, `null`,
+//! a value and a value of the wrong type apart; the rules here are the ones their OpenAPI
+//! schemas state.
 
 use chrono::Datelike;
-use serde_json::{Map, Value};
+use serde::Deserialize;
 use uuid::Uuid;
 
 use crate::error::ValidationErrors;
-use crate::recurrence::{Frequency, Recurrence};
+use crate::recurrence::Recurrence;
+use crate::request::{
+    CompleteRequest, Integer, NewTaskRequest, RecurrenceRequest, Sent, TaskUpdateRequest,
+};
 use crate::task::{Priority, Task};
+use crate::text;
 use crate::time::{Timestamp, parse_rfc3339};
 
 /// Longest title, in characters, after trimming.
@@ -66,54 +70,24 @@ pub struct TaskPatch {
     pub completed: Option<bool>,
 }
 
-fn object<'a>(body: &'a Value, errors: &mut ValidationErrors) -> Option<&'a Map<String, Value>> {
-    match body {
-        Value::Object(map) => Some(map),
+fn parse_title(sent: &Sent<String>, errors: &mut ValidationErrors) -> Option<String> {
+    match sent {
+        Sent::Value(s) => match text::trimmed_line(s, 1, MAX_TITLE) {
+            Ok(title) => Some(title.to_owned()),
+            Err(message) => {
+                errors.push("title", message);
+                None
+            }
+        },
         _ => {
-            errors.push("", "the body must be a JSON object");
+            errors.push("title", "must be a string");
             None
         }
     }
 }
 
-/// A field as the client sent it: absent, `null`, or a value.
-enum Field<'a> {
-    Absent,
-    Null,
-    Value(&'a Value),
-}
-
-fn field<'a>(map: &'a Map<String, Value>, name: &str) -> Field<'a> {
-    match map.get(name) {
-        None => Field::Absent,
-        Some(Value::Null) => Field::Null,
-        Some(v) => Field::Value(v),
-    }
-}
-
-fn parse_title(v: &Value, errors: &mut ValidationErrors) -> Option<String> {
-    let Some(s) = v.as_str() else {
-        errors.push("title", "must be a string");
-        return None;
-    };
-    let trimmed = s.trim();
-    let len = trimmed.chars().count();
-    if len == 0 {
-        errors.push("title", "must not be empty");
-        None
-    } else if len > MAX_TITLE {
-        errors.push(
-            "title",
-            format!("must be at most {MAX_TITLE} characters (got {len})"),
-        );
-        None
-    } else {
-        Some(trimmed.to_owned())
-    }
-}
-
-fn parse_description(v: &Value, errors: &mut ValidationErrors) -> Option<String> {
-    let Some(s) = v.as_str() else {
+fn parse_description(sent: &Sent<String>, errors: &mut ValidationErrors) -> Option<String> {
+    let Sent::Value(s) = sent else {
         errors.push("description", "must be a string or null");
         return None;
     };
@@ -124,33 +98,45 @@ fn parse_description(v: &Value, errors: &mut ValidationErrors) -> Option<String>
             format!("must be at most {MAX_DESCRIPTION} characters (got {len})"),
         );
         None
+    } else if !s.chars().all(text::allowed_in_multiline) {
+        errors.push(
+            "description",
+            "must not contain control characters other than tab, line feed and carriage return",
+        );
+        None
     } else {
-        Some(s.to_owned())
+        Some(s.clone())
     }
 }
 
-fn parse_priority(v: &Value, errors: &mut ValidationErrors) -> Option<Priority> {
-    match v.as_str().and_then(Priority::parse) {
-        Some(p) => Some(p),
-        None => {
-            errors.push("priority", "must be one of high, medium, low");
-            None
-        }
+fn parse_priority(sent: &Sent<Priority>, errors: &mut ValidationErrors) -> Option<Priority> {
+    if let Sent::Value(p) = sent {
+        return Some(*p);
     }
+    errors.push("priority", "must be one of high, medium, low");
+    None
 }
 
 /// Checks, lower-cases and de-duplicates tags, naming each bad one as `tags[i]`.
-pub fn parse_tags(v: &Value, errors: &mut ValidationErrors) -> Option<Vec<String>> {
-    let Some(items) = v.as_array() else {
+pub fn parse_tags(
+    sent: &Sent<Vec<Sent<String>>>,
+    errors: &mut ValidationErrors,
+) -> Option<Vec<String>> {
+    let Sent::Value(items) = sent else {
         errors.push("tags", "must be an array of strings");
         return None;
     };
     let before = errors.0.len();
+    if items.len() > MAX_TAGS {
+        errors.push(
+            "tags",
+            format!("must hold at most {MAX_TAGS} entries (got {})", items.len()),
+        );
+    }
     let mut tags: Vec<String> = Vec::with_capacity(items.len());
     for (i, item) in items.iter().enumerate() {
-        let name = format!("tags[{i}]");
-        let Some(s) = item.as_str() else {
-            errors.push(name, "must be a string");
+        let Sent::Value(s) = item else {
+            errors.push(format!("tags[{i}]"), "must be a string");
             continue;
         };
         match normalize_tag(s) {
@@ -159,58 +145,44 @@ pub fn parse_tags(v: &Value, errors: &mut ValidationErrors) -> Option<Vec<String
                     tags.push(tag);
                 }
             }
-            Err(message) => errors.push(name, message),
+            Err(message) => errors.push(format!("tags[{i}]"), message),
         }
-    }
-    if tags.len() > MAX_TAGS {
-        errors.push(
-            "tags",
-            format!(
-                "must hold at most {MAX_TAGS} distinct tags (got {})",
-                tags.len()
-            ),
-        );
     }
     (errors.0.len() == before).then_some(tags)
 }
 
-/// Trims and lower-cases one tag, refusing empty or over-long ones.
+/// Trims and lower-cases one tag, refusing empty, over-long or control-character ones. The
+/// length is counted before lower-casing, as the client wrote it.
 pub fn normalize_tag(raw: &str) -> Result<String, String> {
-    let tag = raw.trim().to_lowercase();
-    let len = tag.chars().count();
-    if len == 0 {
-        Err("must not be empty".into())
-    } else if len > MAX_TAG {
-        Err(format!("must be at most {MAX_TAG} characters (got {len})"))
-    } else {
-        Ok(tag)
-    }
+    text::trimmed_line(raw, 1, MAX_TAG).map(str::to_lowercase)
 }
 
-fn parse_due(v: &Value, errors: &mut ValidationErrors) -> Option<Timestamp> {
-    match v.as_str().and_then(parse_rfc3339) {
-        Some(ts) => Some(ts),
-        None => {
-            errors.push(
-                "due_at",
-                "must be an RFC 3339 timestamp, e.g. 2026-12-01T09:00:00Z",
-            );
-            None
-        }
+fn parse_due(sent: &Sent<String>, errors: &mut ValidationErrors) -> Option<Timestamp> {
+    if let Some(ts) = match sent {
+        Sent::Value(s) => parse_rfc3339(s),
+        _ => None,
+    } {
+        return Some(ts);
     }
+    errors.push("due_at", DUE_MESSAGE);
+    None
 }
 
-fn parse_remind(v: &Value, errors: &mut ValidationErrors) -> Option<i64> {
-    match v.as_i64() {
-        Some(m) if (0..=MAX_REMIND_BEFORE).contains(&m) => Some(m),
-        Some(_) => {
+/// The message for a timestamp that can't be read or is out of range.
+pub const DUE_MESSAGE: &str = "must be an RFC 3339 timestamp between 1970-01-01T00:00:00Z and \
+     9999-12-31T23:59:59Z, e.g. 2026-12-01T09:00:00Z";
+
+fn parse_remind(sent: &Sent<Integer>, errors: &mut ValidationErrors) -> Option<i64> {
+    match sent {
+        Sent::Value(Integer(m)) if (0..=MAX_REMIND_BEFORE).contains(m) => Some(*m),
+        Sent::Value(_) => {
             errors.push(
                 "remind_before_minutes",
                 format!("must be between 0 and {MAX_REMIND_BEFORE}"),
             );
             None
         }
-        None => {
+        _ => {
             errors.push(
                 "remind_before_minutes",
                 "must be a whole number of minutes or null",
@@ -220,20 +192,19 @@ fn parse_remind(v: &Value, errors: &mut ValidationErrors) -> Option<i64> {
     }
 }
 
-fn parse_recurrence(v: &Value, errors: &mut ValidationErrors) -> Option<Recurrence> {
-    let Some(map) = v.as_object() else {
+fn parse_recurrence(
+    sent: &Sent<RecurrenceRequest>,
+    errors: &mut ValidationErrors,
+) -> Option<Recurrence> {
+    let Sent::Value(rule) = sent else {
         errors.push(
             "recurrence",
             "must be an object like {\"frequency\": \"weekly\", \"interval\": 1} or null",
         );
         return None;
     };
-    let frequency = match map
-        .get("frequency")
-        .and_then(Value::as_str)
-        .map(Frequency::parse)
-    {
-        Some(Some(f)) => Some(f),
+    let frequency = match rule.frequency {
+        Sent::Value(f) => Some(f),
         _ => {
             errors.push(
                 "recurrence.frequency",
@@ -242,30 +213,28 @@ fn parse_recurrence(v: &Value, errors: &mut ValidationErrors) -> Option<Recurren
             None
         }
     };
-    let interval = match map.get("interval") {
-        None | Some(Value::Null) => Some(1),
-        Some(v) => match v.as_i64() {
-            Some(i) => Some(i),
-            None => {
-                errors.push("recurrence.interval", "must be a whole number");
+    let interval = match rule.interval {
+        Sent::Absent | Sent::Null => Some(1),
+        Sent::Value(Integer(i)) => match Recurrence::new(crate::Frequency::Daily, i) {
+            Ok(_) => Some(i),
+            Err(message) => {
+                errors.push("recurrence.interval", message);
                 None
             }
         },
-    };
-    let interval = interval.and_then(|i| match Recurrence::new(Frequency::Daily, i) {
-        Ok(_) => Some(i),
-        Err(message) => {
-            errors.push("recurrence.interval", message);
+        Sent::Invalid => {
+            errors.push("recurrence.interval", "must be a whole number");
             None
         }
-    });
+    };
     Recurrence::new(frequency?, interval?).ok()
 }
 
-fn parse_completed(v: &Value, errors: &mut ValidationErrors) -> Option<bool> {
-    match v.as_bool() {
-        Some(b) => Some(b),
-        None => {
+fn parse_completed(sent: &Sent<bool>, errors: &mut ValidationErrors) -> Option<bool> {
+    match sent {
+        Sent::Absent => None,
+        Sent::Value(b) => Some(*b),
+        _ => {
             errors.push("completed", "must be true or false");
             None
         }
@@ -273,47 +242,54 @@ fn parse_completed(v: &Value, errors: &mut ValidationErrors) -> Option<bool> {
 }
 
 impl CreateTask {
-    /// Checks a `POST` body; unknown fields are ignored.
-    pub fn parse(body: &Value) -> Result<Self, ValidationErrors> {
+    /// Reads a JSON value as a `POST` body and checks it (for callers that build bodies as
+    /// JSON); a value that is not an object is one error naming the field `""`.
+    pub fn from_json(body: &serde_json::Value) -> Result<Self, ValidationErrors> {
+        let not_object = || ValidationErrors::single("", "the body must be a JSON object");
+        if !body.is_object() {
+            return Err(not_object());
+        }
+        let request = NewTaskRequest::deserialize(body).map_err(|_| not_object())?;
+        Self::parse(&request)
+    }
+
+    /// Checks a `POST` body.
+    pub fn parse(body: &NewTaskRequest) -> Result<Self, ValidationErrors> {
         let mut errors = ValidationErrors::default();
-        let Some(map) = object(body, &mut errors) else {
-            return Err(errors);
-        };
-        let title = match field(map, "title") {
-            Field::Value(v) => parse_title(v, &mut errors),
-            _ => {
+        let title = match &body.title {
+            Sent::Absent | Sent::Null => {
                 errors.push("title", "is required");
                 None
             }
+            given => parse_title(given, &mut errors),
         };
-        let description = match field(map, "description") {
-            Field::Value(v) => parse_description(v, &mut errors),
-            _ => None,
+        let description = match &body.description {
+            Sent::Absent | Sent::Null => None,
+            given => parse_description(given, &mut errors),
         };
-        let priority = match field(map, "priority") {
-            Field::Value(v) => parse_priority(v, &mut errors).unwrap_or_default(),
-            _ => Priority::default(),
+        let priority = match &body.priority {
+            Sent::Absent | Sent::Null => Priority::default(),
+            given => parse_priority(given, &mut errors).unwrap_or_default(),
         };
-        let tags = match field(map, "tags") {
-            Field::Value(v) => parse_tags(v, &mut errors).unwrap_or_default(),
-            _ => Vec::new(),
+        let tags = match &body.tags {
+            Sent::Absent | Sent::Null => Vec::new(),
+            given => parse_tags(given, &mut errors).unwrap_or_default(),
         };
-        let due_at = match field(map, "due_at") {
-            Field::Value(v) => parse_due(v, &mut errors),
-            _ => None,
+        let due_at = match &body.due_at {
+            Sent::Absent | Sent::Null => None,
+            given => parse_due(given, &mut errors),
         };
-        let remind_before_minutes = match field(map, "remind_before_minutes") {
-            Field::Value(v) => parse_remind(v, &mut errors),
-            Field::Null => None,
-            Field::Absent => due_at.map(|_| DEFAULT_REMIND_BEFORE),
+        let remind_before_minutes = match &body.remind_before_minutes {
+            Sent::Absent => due_at.map(|_| DEFAULT_REMIND_BEFORE),
+            Sent::Null => None,
+            given => parse_remind(given, &mut errors),
         };
-        let recurrence = match field(map, "recurrence") {
-            Field::Value(v) => parse_recurrence(v, &mut errors),
-            _ => None,
+        let recurrence = match &body.recurrence {
+            Sent::Absent | Sent::Null => None,
+            given => parse_recurrence(given, &mut errors),
         };
         // An unparsable due date is already reported; don't report it twice.
-        let due_given = matches!(field(map, "due_at"), Field::Value(_));
-        if recurrence.is_some() && due_at.is_none() && !due_given {
+        if recurrence.is_some() && due_at.is_none() && !body.due_at.is_given() {
             errors.push("due_at", "is required when recurrence is set");
         }
         let title = title.unwrap_or_default();
@@ -356,57 +332,46 @@ impl CreateTask {
 }
 
 impl TaskPatch {
-    /// Checks a `PUT` body. Read-only fields (`id`, `version`, ...) are ignored, so a client
-    /// may send back the whole task it fetched.
-    pub fn parse(body: &Value) -> Result<Self, ValidationErrors> {
+    /// Checks a `PUT` body.
+    pub fn parse(body: &TaskUpdateRequest) -> Result<Self, ValidationErrors> {
         let mut errors = ValidationErrors::default();
-        let Some(map) = object(body, &mut errors) else {
-            return Err(errors);
-        };
         let mut patch = TaskPatch::default();
-        match field(map, "title") {
-            Field::Absent => {}
-            Field::Null => errors.push("title", "cannot be null: a task needs a title"),
-            Field::Value(v) => patch.title = parse_title(v, &mut errors),
+        match &body.title {
+            Sent::Absent => {}
+            Sent::Null => errors.push("title", "cannot be null: a task needs a title"),
+            given => patch.title = parse_title(given, &mut errors),
         }
-        patch.description = match field(map, "description") {
-            Field::Absent => None,
-            Field::Null => Some(None),
-            Field::Value(v) => parse_description(v, &mut errors).map(Some),
+        patch.description = match &body.description {
+            Sent::Absent => None,
+            Sent::Null => Some(None),
+            given => parse_description(given, &mut errors).map(Some),
         };
-        patch.priority = match field(map, "priority") {
-            Field::Absent => None,
-            Field::Null => Some(Priority::default()),
-            Field::Value(v) => parse_priority(v, &mut errors),
+        patch.priority = match &body.priority {
+            Sent::Absent => None,
+            Sent::Null => Some(Priority::default()),
+            given => parse_priority(given, &mut errors),
         };
-        patch.tags = match field(map, "tags") {
-            Field::Absent => None,
-            Field::Null => Some(Vec::new()),
-            Field::Value(v) => parse_tags(v, &mut errors),
+        patch.tags = match &body.tags {
+            Sent::Absent => None,
+            Sent::Null => Some(Vec::new()),
+            given => parse_tags(given, &mut errors),
         };
-        patch.due_at = match field(map, "due_at") {
-            Field::Absent => None,
-            Field::Null => Some(None),
-            Field::Value(v) => parse_due(v, &mut errors).map(Some),
+        patch.due_at = match &body.due_at {
+            Sent::Absent => None,
+            Sent::Null => Some(None),
+            given => parse_due(given, &mut errors).map(Some),
         };
-        patch.remind_before_minutes = match field(map, "remind_before_minutes") {
-            Field::Absent => None,
-            Field::Null => Some(None),
-            Field::Value(v) => parse_remind(v, &mut errors).map(Some),
+        patch.remind_before_minutes = match &body.remind_before_minutes {
+            Sent::Absent => None,
+            Sent::Null => Some(None),
+            given => parse_remind(given, &mut errors).map(Some),
         };
-        patch.recurrence = match field(map, "recurrence") {
-            Field::Absent => None,
-            Field::Null => Some(None),
-            Field::Value(v) => parse_recurrence(v, &mut errors).map(Some),
+        patch.recurrence = match &body.recurrence {
+            Sent::Absent => None,
+            Sent::Null => Some(None),
+            given => parse_recurrence(given, &mut errors).map(Some),
         };
-        patch.completed = match field(map, "completed") {
-            Field::Absent => None,
-            Field::Null => {
-                errors.push("completed", "must be true or false");
-                None
-            }
-            Field::Value(v) => parse_completed(v, &mut errors),
-        };
+        patch.completed = parse_completed(&body.completed, &mut errors);
         errors.into_result(patch)
     }
 
@@ -490,20 +455,12 @@ pub fn complete(current: &Task, completed: Option<bool>, now: Timestamp) -> Opti
 }
 
 /// Reads the optional `{"completed": bool}` body of `PATCH .../complete`.
-pub fn parse_complete_body(body: Option<&Value>) -> Result<Option<bool>, ValidationErrors> {
+pub fn parse_complete_body(
+    body: Option<&CompleteRequest>,
+) -> Result<Option<bool>, ValidationErrors> {
     let Some(body) = body else { return Ok(None) };
     let mut errors = ValidationErrors::default();
-    let Some(map) = object(body, &mut errors) else {
-        return Err(errors);
-    };
-    let completed = match field(map, "completed") {
-        Field::Absent => None,
-        Field::Null => {
-            errors.push("completed", "must be true or false");
-            None
-        }
-        Field::Value(v) => parse_completed(v, &mut errors),
-    };
+    let completed = parse_completed(&body.completed, &mut errors);
     errors.into_result(completed)
 }
 
@@ -511,10 +468,22 @@ pub fn parse_complete_body(body: Option<&Value>) -> Result<Option<bool>, Validat
 mod tests {
     use super::*;
     use proptest::prelude::*;
-    use serde_json::json;
+    use serde_json::{Value, json};
 
     fn fields(err: ValidationErrors) -> Vec<String> {
         err.0.into_iter().map(|e| e.field).collect()
+    }
+
+    fn create(body: &Value) -> Result<CreateTask, ValidationErrors> {
+        CreateTask::from_json(body)
+    }
+
+    fn patch(body: &Value) -> Result<TaskPatch, ValidationErrors> {
+        TaskPatch::parse(&serde_json::from_value(body.clone()).unwrap())
+    }
+
+    fn complete_body(body: &Value) -> Result<Option<bool>, ValidationErrors> {
+        parse_complete_body(Some(&serde_json::from_value(body.clone()).unwrap()))
     }
 
     fn now() -> Timestamp {
@@ -522,7 +491,7 @@ mod tests {
     }
 
     fn task(body: Value) -> Task {
-        CreateTask::parse(&body)
+        create(&body)
             .unwrap()
             .into_task(Uuid::now_v7(), "alice", now())
     }
@@ -557,7 +526,7 @@ mod tests {
 
     #[test]
     fn every_bad_field_is_reported_at_once_with_dotted_and_indexed_names() {
-        let err = CreateTask::parse(&json!({
+        let err = create(&json!({
             "title": "",
             "description": 5,
             "priority": "urgent",
@@ -585,7 +554,7 @@ mod tests {
 
     #[test]
     fn interval_out_of_range_names_the_nested_field() {
-        let err = CreateTask::parse(&json!({
+        let err = create(&json!({
             "title": "x", "due_at": "2026-12-01T09:00:00Z",
             "recurrence": {"frequency": "daily", "interval": 366}
         }))
@@ -595,31 +564,62 @@ mod tests {
 
     #[test]
     fn recurrence_needs_a_due_date() {
-        let err = CreateTask::parse(
-            &json!({"title": "x", "recurrence": {"frequency": "daily", "interval": 1}}),
-        )
-        .unwrap_err();
+        let err =
+            create(&json!({"title": "x", "recurrence": {"frequency": "daily", "interval": 1}}))
+                .unwrap_err();
         assert_eq!(fields(err), vec!["due_at"]);
     }
 
     #[test]
     fn too_many_tags_and_too_long_title_are_refused() {
         let tags: Vec<String> = (0..11).map(|i| format!("t{i}")).collect();
-        let err = CreateTask::parse(&json!({"title": "é".repeat(201), "tags": tags})).unwrap_err();
+        let err = create(&json!({"title": "é".repeat(201), "tags": tags})).unwrap_err();
         assert_eq!(fields(err), vec!["title", "tags"]);
-        assert!(CreateTask::parse(&json!({"title": "é".repeat(200)})).is_ok());
+        assert!(create(&json!({"title": "é".repeat(200)})).is_ok());
     }
 
     #[test]
     fn a_body_that_is_not_an_object_is_refused() {
-        assert!(CreateTask::parse(&json!([1, 2])).is_err());
-        assert!(TaskPatch::parse(&json!("x")).is_err());
+        assert_eq!(fields(create(&json!([1, 2])).unwrap_err()), vec![""]);
+        assert_eq!(fields(create(&json!(["x"])).unwrap_err()), vec![""]);
+        assert!(serde_json::from_value::<TaskUpdateRequest>(json!("x")).is_err());
+    }
+
+    #[test]
+    fn control_characters_are_refused_in_every_stored_string_but_description_whitespace() {
+        let err = create(&json!({
+            "title": "a\u{0}b", "tags": ["ok", "t\u{7}"], "description": "x\u{1b}"
+        }))
+        .unwrap_err();
+        assert_eq!(fields(err), vec!["title", "description", "tags[1]"]);
+        let t = task(json!({"title": "\tTitle\n", "description": "line\r\n\tnext"}));
+        assert_eq!(t.title, "Title");
+        assert_eq!(t.description.as_deref(), Some("line\r\n\tnext"));
+    }
+
+    #[test]
+    fn due_dates_outside_1970_to_9999_are_refused() {
+        for due in [
+            "1969-12-31T23:59:59Z",
+            "+10000-01-01T00:00:00Z",
+            "2026-12-01 09:00:00Z",
+        ] {
+            let err = create(&json!({"title": "x", "due_at": due})).unwrap_err();
+            assert_eq!(fields(err), vec!["due_at"], "{due}");
+        }
+        assert!(create(&json!({"title": "x", "due_at": "9999-12-31T23:59:59Z"})).is_ok());
+    }
+
+    #[test]
+    fn more_than_ten_tag_entries_are_refused_even_when_they_repeat() {
+        let err = create(&json!({"title": "x", "tags": vec!["a"; 11]})).unwrap_err();
+        assert_eq!(fields(err), vec!["tags"]);
     }
 
     #[test]
     fn put_keeps_absent_fields_and_clears_null_ones() {
         let t = task(json!({"title": "x", "description": "d", "tags": ["a"], "priority": "high"}));
-        let patch = TaskPatch::parse(&json!({"description": null, "title": "y"})).unwrap();
+        let patch = patch(&json!({"description": null, "title": "y"})).unwrap();
         let next = patch.apply(&t, now()).unwrap().unwrap();
         assert_eq!(next.title, "y");
         assert_eq!(next.description, None);
@@ -631,21 +631,20 @@ mod tests {
     #[test]
     fn put_that_changes_nothing_yields_no_new_version() {
         let t = task(json!({"title": "x"}));
-        let patch =
-            TaskPatch::parse(&json!({"title": "x", "id": "ignored", "version": 9})).unwrap();
+        let patch = patch(&json!({"title": "x", "id": "ignored", "version": 9})).unwrap();
         assert_eq!(patch.apply(&t, now()).unwrap(), None);
     }
 
     #[test]
     fn put_cannot_null_the_title_or_drop_the_due_date_of_a_recurring_task() {
         assert_eq!(
-            fields(TaskPatch::parse(&json!({"title": null})).unwrap_err()),
+            fields(patch(&json!({"title": null})).unwrap_err()),
             vec!["title"]
         );
         let t = task(
             json!({"title": "x", "due_at": "2026-12-01T09:00:00Z", "recurrence": {"frequency": "daily", "interval": 1}}),
         );
-        let patch = TaskPatch::parse(&json!({"due_at": null})).unwrap();
+        let patch = patch(&json!({"due_at": null})).unwrap();
         assert_eq!(fields(patch.apply(&t, now()).unwrap_err()), vec!["due_at"]);
     }
 
@@ -665,31 +664,38 @@ mod tests {
     #[test]
     fn complete_body_must_hold_a_boolean() {
         assert_eq!(parse_complete_body(None).unwrap(), None);
-        assert_eq!(parse_complete_body(Some(&json!({}))).unwrap(), None);
+        assert_eq!(complete_body(&json!({})).unwrap(), None);
         assert_eq!(
-            parse_complete_body(Some(&json!({"completed": true}))).unwrap(),
+            complete_body(&json!({"completed": true})).unwrap(),
             Some(true)
         );
-        assert!(parse_complete_body(Some(&json!({"completed": "yes"}))).is_err());
+        assert!(complete_body(&json!({"completed": "yes"})).is_err());
+        assert!(complete_body(&json!({"completed": null})).is_err());
     }
 
     proptest! {
         #[test]
         fn any_json_body_is_either_accepted_or_refused_with_field_errors(body in arb_json()) {
-            match CreateTask::parse(&body) {
+            let Ok(request) = serde_json::from_value::<NewTaskRequest>(body.clone()) else {
+                return Ok(());
+            };
+            match CreateTask::parse(&request) {
                 Ok(c) => {
                     prop_assert!(!c.title.is_empty() && c.title.chars().count() <= MAX_TITLE);
                     prop_assert!(c.tags.len() <= MAX_TAGS);
                 }
                 Err(e) => prop_assert!(!e.is_empty()),
             }
-            let _ = TaskPatch::parse(&body);
+            if let Ok(request) = serde_json::from_value::<TaskUpdateRequest>(body) {
+                let _ = TaskPatch::parse(&request);
+            }
         }
 
         #[test]
-        fn accepted_tags_are_lower_case_unique_and_bounded(tags in proptest::collection::vec("[ a-zA-Z]{0,40}", 0..14)) {
+        fn accepted_tags_are_lower_case_unique_and_bounded(tags in proptest::collection::vec("[ a-zA-Z]{0,40}", 0..10)) {
             let mut errors = ValidationErrors::default();
-            if let Some(parsed) = parse_tags(&json!(tags), &mut errors) {
+            let sent = Sent::Value(tags.iter().cloned().map(Sent::Value).collect());
+            if let Some(parsed) = parse_tags(&sent, &mut errors) {
                 prop_assert!(parsed.len() <= MAX_TAGS);
                 for t in &parsed {
                     prop_assert_eq!(t, &t.to_lowercase());

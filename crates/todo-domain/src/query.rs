@@ -4,12 +4,15 @@ use crate::cursor::{Cursor, CursorKey};
 use crate::error::ValidationErrors;
 use crate::input::{MAX_TAGS, normalize_tag};
 use crate::task::{Priority, Task};
+use crate::text;
 use crate::time::{Timestamp, parse_rfc3339, to_micros};
 
 /// Default page size.
 pub const DEFAULT_LIMIT: i64 = 50;
 /// Largest page size.
 pub const MAX_LIMIT: i64 = 200;
+/// Longest search text, in characters after trimming.
+pub const MAX_QUERY: usize = 200;
 
 /// Which tasks by completion.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -116,8 +119,15 @@ pub struct TaskQuery {
 pub fn parse_limit(raw: Option<&str>, errors: &mut ValidationErrors) -> i64 {
     match raw {
         None => DEFAULT_LIMIT,
-        Some(raw) => match raw.trim().parse::<i64>() {
-            Ok(n) if (1..=MAX_LIMIT).contains(&n) => n,
+        // Digits only (an optional minus), as the document's `integer` says: no spaces, no `+`.
+        Some(raw) => match raw
+            .strip_prefix('-')
+            .unwrap_or(raw)
+            .bytes()
+            .all(|b| b.is_ascii_digit())
+            .then(|| raw.parse::<i64>())
+        {
+            Some(Ok(n)) if (1..=MAX_LIMIT).contains(&n) => n,
             _ => {
                 errors.push(
                     "limit",
@@ -158,7 +168,9 @@ impl TaskQuery {
             parsed
         });
         let mut tags = Vec::new();
+        let mut count = 0;
         for (i, (_, raw)) in pairs.iter().filter(|(k, _)| k == "tag").enumerate() {
+            count += 1;
             match normalize_tag(raw) {
                 Ok(tag) if !tags.contains(&tag) => tags.push(tag),
                 Ok(_) => {}
@@ -167,26 +179,22 @@ impl TaskQuery {
         }
         // No task holds more tags than this, and each one is a clause of the SQL: refuse
         // more rather than build a query the database rejects.
-        if tags.len() > MAX_TAGS {
-            errors.push(
-                "tag",
-                format!("at most {MAX_TAGS} distinct tags can be required"),
-            );
+        if count > MAX_TAGS {
+            errors.push("tag", format!("at most {MAX_TAGS} tags can be required"));
         }
-        let q = last("q")
-            .map(|q| q.trim().to_lowercase())
-            .filter(|q| !q.is_empty());
-        if q.as_ref().is_some_and(|q| q.chars().count() > 200) {
-            errors.push("q", "must be at most 200 characters");
-        }
+        let q = last("q").and_then(|raw| match text::trimmed_line(raw, 0, MAX_QUERY) {
+            Ok("") => None,
+            Ok(q) => Some(q.to_lowercase()),
+            Err(message) => {
+                errors.push("q", message);
+                None
+            }
+        });
         let mut time = |name: &str| {
             last(name).and_then(|raw| {
                 let parsed = parse_rfc3339(raw);
                 if parsed.is_none() {
-                    errors.push(
-                        name,
-                        "must be an RFC 3339 timestamp, e.g. 2026-12-01T09:00:00Z",
-                    );
+                    errors.push(name, crate::input::DUE_MESSAGE);
                 }
                 parsed
             })
@@ -214,13 +222,15 @@ impl TaskQuery {
         };
         let limit = parse_limit(last("limit"), &mut errors);
         let after =
-            last("cursor").and_then(|raw| match Cursor::decode(raw, sort.as_str(), descending) {
-                Ok(cursor) => Some(cursor),
-                Err(e) => {
-                    errors.push("cursor", e.to_string());
-                    None
-                }
-            });
+            last("cursor")
+                .filter(|raw| !raw.is_empty())
+                .and_then(|raw| match Cursor::decode(raw, sort.as_str(), descending) {
+                    Ok(cursor) => Some(cursor),
+                    Err(e) => {
+                        errors.push("cursor", e.to_string());
+                        None
+                    }
+                });
         errors.into_result(TaskQuery {
             status,
             priority,

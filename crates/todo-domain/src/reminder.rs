@@ -186,7 +186,7 @@ mod tests {
     }
 
     fn task(body: serde_json::Value) -> Task {
-        CreateTask::parse(&body).unwrap().into_task(
+        CreateTask::from_json(&body).unwrap().into_task(
             Uuid::now_v7(),
             "alice",
             ts("2026-11-22T10:00:00Z"),

@@ -40,6 +40,23 @@ pub fn in_range(ts: &Timestamp) -> bool {
     (MIN_YEAR..=MAX_YEAR).contains(&ts.year())
 }
 
+/// With `format: date-time`, the JSON Schema pattern of what [`parse_rfc3339`] accepts: a
+/// written year 1970–9999, no leap second, and no offset that carries an edge day's instant
+/// out of the range.
+pub const RANGE_PATTERN: &str = concat!(
+    r"^(?![0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:60)",
+    r"(?!1970-01-01[Tt][^+]*\+(?!00:00))",
+    r"(?!9999-12-31[Tt].*-(?!00:00)[0-9]{2}:[0-9]{2}$)",
+    r"(?:19[7-9][0-9]|[2-9][0-9]{3})-"
+);
+
+/// What [`RANGE_PATTERN`] means, for the OpenAPI document.
+pub const RANGE_DESCRIPTION: &str = "An RFC 3339 date-time (any offset; stored in UTC with \
+    microsecond precision) from 1970-01-01T00:00:00Z to 9999-12-31T23:59:59.999999Z. The date as \
+    written must fall in years 1970-9999, a leap second (:60) is refused, and on the two edge days \
+    the offset may not leave the range: 1970-01-01 takes no positive offset, 9999-12-31 no \
+    negative one.";
+
 /// Parses an RFC 3339 `date-time` (the grammar's production, so `T` or `t` between date and
 /// time, no leap second) into UTC, refusing instants outside [`in_range`].
 ///
@@ -112,6 +129,92 @@ pub mod rfc3339 {
                     .map(Some)
                     .ok_or_else(|| D::Error::custom("expected an RFC 3339 timestamp")),
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// RFC 3339's `date-time` production, with field ranges checked by chrono: what a JSON
+    /// Schema validator accepts as `format: date-time`.
+    fn is_date_time(s: &str) -> bool {
+        let grammar = regex::Regex::new(
+            r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?([Zz]|[+-][0-9]{2}:[0-9]{2})$",
+        )
+        .unwrap();
+        grammar.is_match(s) && DateTime::parse_from_rfc3339(s).is_ok()
+    }
+
+    fn written() -> impl Strategy<Value = String> {
+        let year = prop_oneof![
+            Just(1969),
+            Just(1970),
+            Just(1971),
+            Just(9998),
+            Just(9999),
+            0i32..=9999
+        ];
+        let day = prop_oneof![Just((1u32, 1u32)), Just((12, 31)), (1u32..=12, 1u32..=28)];
+        let time = (
+            0u32..=23,
+            0u32..=59,
+            prop_oneof![Just(59u32), Just(60), 0u32..=59],
+        );
+        let offset = prop_oneof![
+            Just("Z".to_owned()),
+            Just("z".to_owned()),
+            Just("+00:00".to_owned()),
+            Just("-00:00".to_owned()),
+            (any::<bool>(), 0u32..=23, 0u32..=59)
+                .prop_map(|(plus, h, m)| format!("{}{h:02}:{m:02}", if plus { '+' } else { '-' })),
+        ];
+        let sep = prop_oneof![Just('T'), Just('t'), Just(' ')];
+        (year, day, time, offset, sep).prop_map(|(y, (mo, d), (h, mi, s), off, sep)| {
+            format!("{y:04}-{mo:02}-{d:02}{sep}{h:02}:{mi:02}:{s:02}{off}")
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(4000))]
+
+        #[test]
+        fn the_documented_pattern_and_format_accept_exactly_what_parse_accepts(s in written()) {
+            let pattern = fancy_regex::Regex::new(RANGE_PATTERN).unwrap();
+            let documented = is_date_time(&s) && pattern.is_match(&s).unwrap();
+            let parsed = parse_rfc3339(&s);
+            prop_assert_eq!(documented, parsed.is_some(), "{}", s);
+            if let Some(ts) = parsed {
+                prop_assert!(in_range(&ts));
+                let served = format_rfc3339(&ts);
+                prop_assert!(is_date_time(&served) && pattern.is_match(&served).unwrap(), "{}", served);
+            }
+        }
+    }
+
+    #[test]
+    fn the_range_ends_are_accepted_and_one_step_beyond_is_not() {
+        for ok in [
+            "1970-01-01T00:00:00Z",
+            "1970-01-01T00:00:00-01:00",
+            "9999-12-31T23:59:59.999999Z",
+            "9999-12-31T23:59:59+05:00",
+            "2026-12-01t09:00:00z",
+        ] {
+            assert!(parse_rfc3339(ok).is_some(), "{ok}");
+        }
+        for bad in [
+            "1969-12-31T23:59:59Z",
+            "1970-01-01T00:30:00+01:00",
+            "9999-12-31T23:00:00-01:00",
+            "+10000-01-01T00:00:00Z",
+            "2026-12-01 09:00:00Z",
+            "2026-12-31T23:59:60Z",
+            "2026-12-01",
+        ] {
+            assert!(parse_rfc3339(bad).is_none(), "{bad}");
         }
     }
 }

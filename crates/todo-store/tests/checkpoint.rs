@@ -15,7 +15,7 @@ async fn committed_pages_reach_the_database_file_without_a_restart() {
     let before = std::fs::metadata(&db).unwrap().len();
 
     for i in 0..300 {
-        let task = CreateTask::parse(
+        let task = CreateTask::from_json(
             &serde_json::json!({"title": format!("t{i}"), "description": "x".repeat(1900)}),
         )
         .unwrap()
@@ -41,7 +41,7 @@ async fn committed_pages_reach_the_database_file_without_a_restart() {
 }
 
 fn new_task(i: usize, description_len: usize) -> (todo_domain::Task, CloudEvent) {
-    let task = CreateTask::parse(
+    let task = CreateTask::from_json(
         &serde_json::json!({"title": format!("t{i}"), "description": "x".repeat(description_len)}),
     )
     .unwrap()

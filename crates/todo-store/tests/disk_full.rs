@@ -12,7 +12,7 @@ use todo_domain::{CloudEvent, CreateTask, EventType, Task, time};
 use uuid::Uuid;
 
 fn task(i: usize) -> (Task, CloudEvent) {
-    let task = CreateTask::parse(
+    let task = CreateTask::from_json(
         &serde_json::json!({"title": format!("t{i}"), "description": "x".repeat(1900)}),
     )
     .unwrap()

@@ -9,7 +9,7 @@ async fn store_with_events(dir: &tempfile::TempDir, n: usize) -> std::sync::Arc<
         .await
         .unwrap();
     for i in 0..n {
-        let task = CreateTask::parse(&serde_json::json!({"title": format!("t{i}")}))
+        let task = CreateTask::from_json(&serde_json::json!({"title": format!("t{i}")}))
             .unwrap()
             .into_task(Uuid::now_v7(), "alice", time::now());
         let event = CloudEvent::task(EventType::TaskCreated, "api", &task, time::now(), None);
@@ -52,7 +52,7 @@ async fn sequence_numbers_are_never_reused_after_pruning() {
     store.commit_position("audit", 3).await.unwrap();
     let later = time::now() + chrono::Duration::seconds(1);
     assert_eq!(store.prune_events(later, &["audit"]).await.unwrap(), 3);
-    let task = CreateTask::parse(&serde_json::json!({"title": "after"}))
+    let task = CreateTask::from_json(&serde_json::json!({"title": "after"}))
         .unwrap()
         .into_task(Uuid::now_v7(), "alice", time::now());
     store

@@ -58,6 +58,11 @@ impl FromRequestParts<AppState> for AuthUser {
                 _ => ApiError::Unauthorized,
             }
         })?;
+        // The subject becomes a stored user id: one no store can hold is not a usable token.
+        if claims.sub.is_empty() || !claims.sub.chars().all(todo_domain::text::allowed_in_line) {
+            tracing::debug!(reason = "subject", "token rejected");
+            return Err(ApiError::Unauthorized);
+        }
         let params = RawPathParams::from_request_parts(parts, state)
             .await
             .map_err(|_| ApiError::NotFound("no such route"))?;

@@ -39,6 +39,9 @@ pub enum ApiError {
         /// The limit in bytes.
         limit: usize,
     },
+    /// 415: a body that is not declared as JSON.
+    #[error("{0}")]
+    UnsupportedMediaType(String),
     /// 422: fields failed validation.
     #[error(transparent)]
     Validation(#[from] ValidationErrors),
@@ -50,15 +53,25 @@ pub enum ApiError {
     Internal(#[from] anyhow::Error),
 }
 
-#[derive(Serialize)]
-struct Problem<'a> {
+/// A problem+json error body (RFC 9457), the one shape of every error response.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Problem<'a> {
+    /// A URN naming the problem kind: `urn:todo:problem:<slug>`.
     #[serde(rename = "type")]
-    kind: String,
-    title: &'a str,
-    status: u16,
-    detail: String,
+    #[schema(value_type = String, pattern = "^urn:todo:problem:[a-z-]+$")]
+    pub kind: String,
+    /// Short summary: the status's reason phrase.
+    #[schema(value_type = String)]
+    pub title: &'a str,
+    /// The HTTP status, repeated.
+    #[schema(minimum = 400, maximum = 599)]
+    pub status: u16,
+    /// What went wrong, for people.
+    pub detail: String,
+    /// Every invalid field, on a 422.
     #[serde(skip_serializing_if = "Option::is_none")]
-    errors: Option<&'a [FieldError]>,
+    #[schema(value_type = Option<Vec<FieldError>>)]
+    pub errors: Option<&'a [FieldError]>,
 }
 
 impl ApiError {
@@ -71,6 +84,7 @@ impl ApiError {
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::PreconditionFailed { .. } => StatusCode::PRECONDITION_FAILED,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -85,6 +99,7 @@ impl ApiError {
             ApiError::NotFound(_) => "not-found",
             ApiError::PreconditionFailed { .. } => "version-mismatch",
             ApiError::PayloadTooLarge { .. } => "payload-too-large",
+            ApiError::UnsupportedMediaType(_) => "unsupported-media-type",
             ApiError::Validation(_) => "validation-error",
             ApiError::Unavailable(_) => "unavailable",
             ApiError::Internal(_) => "internal-error",

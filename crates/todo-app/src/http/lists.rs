@@ -12,7 +12,6 @@ use todo_store::{AuditPosition, AuditQuery, PageQuery, Seek};
 use super::auth::AuthUser;
 use super::error::ApiError;
 use super::extract::QueryPairs;
-use super::tasks::Problem;
 use crate::state::AppState;
 
 /// A page of audit entries.
@@ -57,20 +56,22 @@ fn page(
     errors: &mut ValidationErrors,
 ) -> (i64, Option<Seek>) {
     let limit = parse_limit(last(pairs, "limit"), errors);
-    let after = last(pairs, "cursor").and_then(|raw| {
-        match Cursor::decode(raw, list, true).and_then(|c| {
-            Ok(Seek {
-                key: c.int_key()?,
-                id: c.id,
-            })
-        }) {
-            Ok(seek) => Some(seek),
-            Err(e) => {
-                errors.push("cursor", e.to_string());
-                None
+    let after = last(pairs, "cursor")
+        .filter(|raw| !raw.is_empty())
+        .and_then(|raw| {
+            match Cursor::decode(raw, list, true).and_then(|c| {
+                Ok(Seek {
+                    key: c.int_key()?,
+                    id: c.id,
+                })
+            }) {
+                Ok(seek) => Some(seek),
+                Err(e) => {
+                    errors.push("cursor", e.to_string());
+                    None
+                }
             }
-        }
-    });
+        });
     (limit, after)
 }
 
@@ -102,16 +103,10 @@ fn next_cursor<T>(
     get, path = "/api/{user_id}/audit", tag = "audit",
     params(
         ("user_id" = String, Path, description = "Must equal the token's `sub`"),
-        ("task_id" = Option<String>, Query, description = "Only this task's events"),
-        ("event_type" = Option<String>, Query, description = "Only this CloudEvent type, e.g. task.completed"),
-        ("limit" = Option<i64>, Query, description = "1..200, default 50"),
-        ("cursor" = Option<String>, Query, description = "Opaque, from `next_cursor`"),
+        todo_domain::params::AuditParams,
     ),
     responses(
         (status = 200, description = "Entries, newest first", body = AuditPage),
-        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Another user's path", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Bad query parameter", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn list_audit(
@@ -169,14 +164,10 @@ pub async fn list_audit(
     get, path = "/api/{user_id}/reminders", tag = "reminders",
     params(
         ("user_id" = String, Path, description = "Must equal the token's `sub`"),
-        ("limit" = Option<i64>, Query, description = "1..200, default 50"),
-        ("cursor" = Option<String>, Query, description = "Opaque, from `next_cursor`"),
+        todo_domain::params::PageParams,
     ),
     responses(
         (status = 200, description = "Reminders, latest remind_at first", body = ReminderPage),
-        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Another user's path", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Bad query parameter", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn list_reminders(
@@ -202,14 +193,10 @@ pub async fn list_reminders(
     get, path = "/api/{user_id}/notifications", tag = "reminders",
     params(
         ("user_id" = String, Path, description = "Must equal the token's `sub`"),
-        ("limit" = Option<i64>, Query, description = "1..200, default 50"),
-        ("cursor" = Option<String>, Query, description = "Opaque, from `next_cursor`"),
+        todo_domain::params::PageParams,
     ),
     responses(
         (status = 200, description = "Notifications, newest first", body = NotificationPage),
-        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Another user's path", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Bad query parameter", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn list_notifications(

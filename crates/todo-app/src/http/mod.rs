@@ -7,6 +7,7 @@ pub mod error;
 pub mod extract;
 pub mod lists;
 pub mod middleware;
+pub mod openapi;
 pub mod ops;
 pub mod tasks;
 pub mod ws;
@@ -14,6 +15,8 @@ pub mod ws;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use utoipa::OpenApi;
+
+use self::openapi::ApiDoc;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -22,43 +25,6 @@ use crate::state::AppState;
 
 /// Largest accepted request body.
 pub const BODY_LIMIT: usize = 64 * 1024;
-
-#[derive(OpenApi)]
-#[openapi(
-    info(
-        title = "Todo platform API",
-        description = "Tasks with search, recurrence, reminders, WebSocket sync and an audit log. \
-            Every /api route needs `Authorization: Bearer <JWT>`; errors are application/problem+json.",
-    ),
-    modifiers(&BearerAuth),
-    security(("bearer" = [])),
-    tags(
-        (name = "tasks", description = "Task CRUD, search and completion"),
-        (name = "audit", description = "The audit log"),
-        (name = "reminders", description = "Reminders and delivered notifications"),
-        (name = "sync", description = "Live updates over WebSocket"),
-        (name = "ops", description = "Health, readiness, metrics"),
-    )
-)]
-struct ApiDoc;
-
-struct BearerAuth;
-
-impl utoipa::Modify for BearerAuth {
-    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
-        let components = openapi.components.get_or_insert_with(Default::default);
-        components.add_security_scheme(
-            "bearer",
-            SecurityScheme::Http(
-                HttpBuilder::new()
-                    .scheme(HttpAuthScheme::Bearer)
-                    .bearer_format("JWT")
-                    .build(),
-            ),
-        );
-    }
-}
 
 /// The routes this process serves, with their OpenAPI description.
 pub fn api_routes(state: &AppState) -> (Router<AppState>, utoipa::openapi::OpenApi) {
@@ -99,9 +65,9 @@ pub fn router(state: AppState) -> Router {
     let (router, doc) = api_routes(&state);
     // The document is generated from the same registrations as the routes, so it can't
     // list a route that isn't served or miss one that is.
-    let _ = state
-        .openapi
-        .set(serde_json::to_value(&doc).unwrap_or_default());
+    let mut doc = serde_json::to_value(&doc).unwrap_or_default();
+    openapi::finish(&mut doc);
+    let _ = state.openapi.set(doc);
     router
         .fallback(middleware::not_found)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))

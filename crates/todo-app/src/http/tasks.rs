@@ -5,7 +5,7 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
-use todo_domain::{Task, TaskQuery};
+use todo_domain::{CompleteRequest, NewTaskRequest, Task, TaskQuery, TaskUpdateRequest};
 
 use super::auth::AuthUser;
 use super::error::ApiError;
@@ -21,69 +21,6 @@ pub struct TaskPage {
     pub items: Vec<Task>,
     /// Pass as `cursor=` for the next page; `null` exactly when nothing is left.
     pub next_cursor: Option<String>,
-}
-
-/// A problem+json error body (RFC 9457).
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct Problem {
-    /// A URI naming the problem kind.
-    #[serde(rename = "type")]
-    pub kind: String,
-    /// Short summary (the status reason).
-    pub title: String,
-    /// HTTP status.
-    pub status: u16,
-    /// What went wrong, for people.
-    pub detail: String,
-    /// Field errors, for 422.
-    pub errors: Option<Vec<todo_domain::FieldError>>,
-}
-
-/// Body of `POST /api/{user_id}/tasks`. Only `title` is required.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct NewTaskBody {
-    /// 1–200 characters after trimming.
-    pub title: String,
-    /// Up to 2000 characters.
-    pub description: Option<String>,
-    /// `high`, `medium` (default) or `low`.
-    pub priority: Option<todo_domain::Priority>,
-    /// Up to 10 tags of 1–32 characters; stored lower-case and unique.
-    pub tags: Option<Vec<String>>,
-    /// RFC 3339 timestamp; required with `recurrence`.
-    pub due_at: Option<String>,
-    /// Minutes before `due_at` to remind (0–525600); default 15 with a due date; `null` disables.
-    pub remind_before_minutes: Option<i64>,
-    /// Repeat rule; `interval` 1–365 (default 1).
-    pub recurrence: Option<todo_domain::Recurrence>,
-}
-
-/// Body of `PUT`: fields present are set, absent kept, `null` clears.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct TaskUpdateBody {
-    /// New title (cannot be `null`).
-    pub title: Option<String>,
-    /// New description or `null`.
-    pub description: Option<String>,
-    /// New priority; `null` resets to `medium`.
-    pub priority: Option<todo_domain::Priority>,
-    /// New tags; `null` clears.
-    pub tags: Option<Vec<String>>,
-    /// New due date or `null`.
-    pub due_at: Option<String>,
-    /// New reminder offset or `null`.
-    pub remind_before_minutes: Option<i64>,
-    /// New recurrence or `null`.
-    pub recurrence: Option<todo_domain::Recurrence>,
-    /// Completion, as `PATCH .../complete` with a body would set it.
-    pub completed: Option<bool>,
-}
-
-/// Body of `PATCH .../complete`; without a body the state toggles.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct CompleteBody {
-    /// The state to set.
-    pub completed: bool,
 }
 
 fn etag(version: i64) -> HeaderValue {
@@ -115,22 +52,17 @@ fn segment(raw: &str) -> String {
 #[utoipa::path(
     post, path = "/api/{user_id}/tasks", tag = "tasks",
     params(("user_id" = String, Path, description = "Must equal the token's `sub`")),
-    request_body(content = NewTaskBody, content_type = "application/json"),
+    request_body(content = NewTaskRequest, content_type = "application/json"),
     responses(
         (status = 201, description = "Created", body = Task,
             headers(("Location" = String, description = "URL of the new task"), ("ETag" = String, description = "\"<version>\""))),
-        (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Another user's path", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "Body over 64 KiB", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Validation failed", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn create_task(
     State(state): State<AppState>,
     user: AuthUser,
     Extension(ctx): Extension<RequestContext>,
-    JsonBody(body): JsonBody,
+    JsonBody(body): JsonBody<NewTaskRequest>,
 ) -> Result<Response, ApiError> {
     let task = api::create(
         state.store.as_ref(),
@@ -153,22 +85,10 @@ pub async fn create_task(
     get, path = "/api/{user_id}/tasks", tag = "tasks",
     params(
         ("user_id" = String, Path, description = "Must equal the token's `sub`"),
-        ("status" = Option<String>, Query, description = "all (default) | pending | completed"),
-        ("priority" = Option<String>, Query, description = "high | medium | low"),
-        ("tag" = Option<Vec<String>>, Query, description = "Repeatable; every tag must match"),
-        ("q" = Option<String>, Query, description = "Case-insensitive search in title and description"),
-        ("due_before" = Option<String>, Query, description = "RFC 3339; tasks due strictly before"),
-        ("due_after" = Option<String>, Query, description = "RFC 3339; tasks due strictly after"),
-        ("sort" = Option<String>, Query, description = "created_at (default) | due_at | priority | title"),
-        ("order" = Option<String>, Query, description = "asc | desc; default desc for created_at and priority, asc for due_at and title"),
-        ("limit" = Option<i64>, Query, description = "1..200, default 50"),
-        ("cursor" = Option<String>, Query, description = "Opaque, from `next_cursor`"),
+        TaskQuery,
     ),
     responses(
         (status = 200, description = "A page", body = TaskPage),
-        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Another user's path", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Bad query parameter", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn list_tasks(
@@ -191,12 +111,9 @@ pub async fn list_tasks(
 /// One task.
 #[utoipa::path(
     get, path = "/api/{user_id}/tasks/{id}", tag = "tasks",
-    params(("user_id" = String, Path, description = "Must equal the token's `sub`"), ("id" = String, Path, description = "Task id")),
+    params(("user_id" = String, Path, description = "Must equal the token's `sub`"), ("id" = uuid::Uuid, Path, description = "Task id (any other string names no task: 404)")),
     responses(
         (status = 200, description = "The task", body = Task, headers(("ETag" = String, description = "\"<version>\""))),
-        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Another user's path", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "Absent or another user's", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn get_task(
@@ -219,19 +136,12 @@ pub async fn get_task(
     put, path = "/api/{user_id}/tasks/{id}", tag = "tasks",
     params(
         ("user_id" = String, Path, description = "Must equal the token's `sub`"),
-        ("id" = String, Path, description = "Task id"),
-        ("If-Match" = Option<String>, Header, description = "Expected version (`3` or `\"3\"`); 412 if it differs"),
+        ("id" = uuid::Uuid, Path, description = "Task id (any other string names no task: 404)"),
+        IfMatch,
     ),
-    request_body(content = TaskUpdateBody, content_type = "application/json"),
+    request_body(content = TaskUpdateRequest, content_type = "application/json"),
     responses(
         (status = 200, description = "The updated task", body = Task, headers(("ETag" = String, description = "\"<version>\""))),
-        (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Another user's path", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "Absent or another user's", body = Problem, content_type = "application/problem+json"),
-        (status = 412, description = "Version mismatch", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "Body over 64 KiB", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Validation failed", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn update_task(
@@ -240,7 +150,7 @@ pub async fn update_task(
     Extension(ctx): Extension<RequestContext>,
     Path((_, id)): Path<(String, String)>,
     if_match: IfMatch,
-    JsonBody(body): JsonBody,
+    JsonBody(body): JsonBody<TaskUpdateRequest>,
 ) -> Result<Response, ApiError> {
     let id = task_id(&id)?;
     tracing::Span::current().record("task_id", tracing::field::display(id));
@@ -261,18 +171,12 @@ pub async fn update_task(
     patch, path = "/api/{user_id}/tasks/{id}/complete", tag = "tasks",
     params(
         ("user_id" = String, Path, description = "Must equal the token's `sub`"),
-        ("id" = String, Path, description = "Task id"),
-        ("If-Match" = Option<String>, Header, description = "Expected version; 412 if it differs"),
+        ("id" = uuid::Uuid, Path, description = "Task id (any other string names no task: 404)"),
+        IfMatch,
     ),
-    request_body(content = Option<CompleteBody>, content_type = "application/json"),
+    request_body(content = CompleteRequest, content_type = "application/json", description = "Optional: without a body (or with `{}`) completion toggles"),
     responses(
         (status = 200, description = "The task", body = Task, headers(("ETag" = String, description = "\"<version>\""))),
-        (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Another user's path", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "Absent or another user's", body = Problem, content_type = "application/problem+json"),
-        (status = 412, description = "Version mismatch", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Validation failed", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn complete_task(
@@ -281,7 +185,7 @@ pub async fn complete_task(
     Extension(ctx): Extension<RequestContext>,
     Path((_, id)): Path<(String, String)>,
     if_match: IfMatch,
-    OptionalJsonBody(body): OptionalJsonBody,
+    OptionalJsonBody(body): OptionalJsonBody<CompleteRequest>,
 ) -> Result<Response, ApiError> {
     let id = task_id(&id)?;
     tracing::Span::current().record("task_id", tracing::field::display(id));
@@ -302,15 +206,11 @@ pub async fn complete_task(
     delete, path = "/api/{user_id}/tasks/{id}", tag = "tasks",
     params(
         ("user_id" = String, Path, description = "Must equal the token's `sub`"),
-        ("id" = String, Path, description = "Task id"),
-        ("If-Match" = Option<String>, Header, description = "Expected version; 412 if it differs"),
+        ("id" = uuid::Uuid, Path, description = "Task id (any other string names no task: 404)"),
+        IfMatch,
     ),
     responses(
         (status = 204, description = "Deleted"),
-        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Another user's path", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "Absent or another user's", body = Problem, content_type = "application/problem+json"),
-        (status = 412, description = "Version mismatch", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn delete_task(

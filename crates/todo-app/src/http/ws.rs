@@ -13,7 +13,6 @@ use futures_util::{SinkExt, StreamExt};
 
 use super::auth::AuthUser;
 use super::error::ApiError;
-use super::tasks::Problem;
 use crate::services::sync::{CloseReason, Registration};
 use crate::state::AppState;
 
@@ -26,9 +25,6 @@ use crate::state::AppState;
     ),
     responses(
         (status = 101, description = "Switching Protocols: then one CloudEvent JSON per text message"),
-        (status = 400, description = "Not a WebSocket handshake", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Missing or invalid token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Another user's path", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn connect(

@@ -5,7 +5,10 @@
 //! operation simply runs again on the fresh task, with `If-Match` it is a 412.
 
 use todo_domain::input::{complete, parse_complete_body};
-use todo_domain::{CloudEvent, CreateTask, EventType, Task, TaskPatch, time};
+use todo_domain::{
+    CloudEvent, CompleteRequest, CreateTask, EventType, NewTaskRequest, Task, TaskPatch,
+    TaskUpdateRequest, time,
+};
 use todo_store::{Store, StoreError};
 use uuid::Uuid;
 
@@ -20,7 +23,7 @@ const RETRIES: usize = 5;
 pub async fn create(
     store: &dyn Store,
     user_id: &str,
-    body: &serde_json::Value,
+    body: &NewTaskRequest,
     traceparent: Option<String>,
 ) -> Result<Task, ApiError> {
     let now = time::now();
@@ -78,7 +81,7 @@ pub async fn update(
     store: &dyn Store,
     user_id: &str,
     id: Uuid,
-    body: &serde_json::Value,
+    body: &TaskUpdateRequest,
     if_match: &IfMatch,
     traceparent: Option<String>,
 ) -> Result<Task, ApiError> {
@@ -94,7 +97,7 @@ pub async fn set_completed(
     store: &dyn Store,
     user_id: &str,
     id: Uuid,
-    body: Option<&serde_json::Value>,
+    body: Option<&CompleteRequest>,
     if_match: &IfMatch,
     traceparent: Option<String>,
 ) -> Result<Task, ApiError> {

@@ -129,7 +129,7 @@ mod tests {
     #[test]
     fn the_next_occurrence_carries_everything_but_completion_and_links_its_parent() {
         let now = time::parse_rfc3339("2026-11-22T10:00:00Z").unwrap();
-        let mut done = CreateTask::parse(&serde_json::json!({
+        let mut done = CreateTask::from_json(&serde_json::json!({
             "title": "Pay rent", "description": "d", "priority": "high", "tags": ["home"],
             "due_at": "2027-01-31T09:00:00Z", "remind_before_minutes": 60,
             "recurrence": {"frequency": "monthly", "interval": 1}

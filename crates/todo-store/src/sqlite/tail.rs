@@ -81,7 +81,7 @@ mod tests {
     use super::*;
 
     fn event(seq: i64) -> StoredEvent {
-        let task = CreateTask::parse(&serde_json::json!({"title": format!("t{seq}")}))
+        let task = CreateTask::from_json(&serde_json::json!({"title": format!("t{seq}")}))
             .unwrap()
             .into_task(Uuid::now_v7(), "alice", time::now());
         StoredEvent {
