@@ -4,57 +4,13 @@
 mod common;
 
 use common::TestApp;
+use common::reply::{Reply, assert_problem, error_fields, send};
 use reqwest::Method;
 use serde_json::{Value, json};
 
-struct Reply {
-    status: u16,
-    content_type: String,
-    text: String,
-}
-
-impl Reply {
-    fn json(&self) -> Value {
-        serde_json::from_str(&self.text).unwrap_or(Value::Null)
-    }
-
-    fn fields(&self) -> Vec<String> {
-        self.json()["errors"]
-            .as_array()
-            .map(|errors| {
-                errors
-                    .iter()
-                    .filter_map(|e| e["field"].as_str().map(str::to_owned))
-                    .collect()
-            })
-            .unwrap_or_default()
-    }
-}
-
-async fn send(request: reqwest::RequestBuilder) -> Reply {
-    let response = request.send().await.expect("request");
-    let status = response.status().as_u16();
-    let content_type = response
-        .headers()
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_owned();
-    let text = response.text().await.expect("body");
-    Reply {
-        status,
-        content_type,
-        text,
-    }
-}
-
-fn assert_problem(reply: &Reply, status: u16) {
-    assert_eq!(reply.status, status, "{}", reply.text);
-    assert!(
-        reply.content_type.starts_with("application/problem+json"),
-        "{}",
-        reply.content_type
-    );
+/// Field names of a problem's `errors`.
+fn fields(reply: &Reply) -> Vec<String> {
+    error_fields(&reply.json())
 }
 
 #[tokio::test]
@@ -126,7 +82,7 @@ async fn control_characters_are_refused_in_stored_strings_and_whitespace_is_trim
     ] {
         let reply = send(app.request(Method::POST, "alice", "/tasks").json(&body)).await;
         assert_problem(&reply, 422);
-        assert_eq!(reply.fields(), vec![field], "{body}");
+        assert_eq!(fields(&reply), vec![field], "{body}");
     }
     let task = app
         .create_task(
@@ -146,7 +102,7 @@ async fn control_characters_are_refused_in_stored_strings_and_whitespace_is_trim
     assert_problem(&reply, 422);
     let reply = send(app.request(Method::GET, "alice", "/tasks?q=a%00b")).await;
     assert_problem(&reply, 422);
-    assert_eq!(reply.fields(), vec!["q"]);
+    assert_eq!(fields(&reply), vec!["q"]);
     assert_eq!(app.list_all("alice", "").await.len(), 1);
 }
 
@@ -167,7 +123,7 @@ async fn due_dates_are_bounded_to_years_1970_through_9999() {
         )
         .await;
         assert_problem(&reply, 422);
-        assert_eq!(reply.fields(), vec!["due_at"], "{due}");
+        assert_eq!(fields(&reply), vec!["due_at"], "{due}");
         let reply = send(app.request(
             Method::GET,
             "alice",

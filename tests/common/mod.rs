@@ -2,6 +2,8 @@
 //! and talks to it over HTTP and WebSocket.
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
+pub mod reply;
+
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
