@@ -104,6 +104,89 @@ impl FromStr for ServiceSet {
     }
 }
 
+/// The origins a browser page may call the API from (`TODO_CORS_ORIGINS`): exact
+/// `scheme://host[:port]` values, as browsers send them in the `Origin` header. Empty (the
+/// default) allows none.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CorsOrigins(Vec<String>);
+
+impl CorsOrigins {
+    /// Whether no origin is allowed.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The allowed origins, in the order given.
+    pub fn iter(&self) -> impl Iterator<Item = &str> + '_ {
+        self.0.iter().map(String::as_str)
+    }
+
+    /// Whether `origin` (an `Origin` header's bytes) is one of the allowed origins, compared
+    /// exactly, as browsers send it (lower-case scheme and host, no default port).
+    pub fn allows(&self, origin: &[u8]) -> bool {
+        self.0.iter().any(|allowed| allowed.as_bytes() == origin)
+    }
+}
+
+impl fmt::Display for CorsOrigins {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0.join(","))
+    }
+}
+
+impl FromStr for CorsOrigins {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let mut origins = Vec::new();
+        for raw in s.split(',').map(str::trim).filter(|o| !o.is_empty()) {
+            let origin = parse_origin(raw)?;
+            if !origins.contains(&origin) {
+                origins.push(origin);
+            }
+        }
+        Ok(CorsOrigins(origins))
+    }
+}
+
+/// One exact origin: `http` or `https`, a host, an optional port; nothing else.
+fn parse_origin(raw: &str) -> Result<String, String> {
+    const SHAPE: &str = "expected scheme://host[:port], e.g. https://app.example.com";
+    if raw.contains('*') {
+        return Err(format!(
+            "{raw:?} is not accepted: wildcards are refused because any web page could then call the API with a user's bearer token; list the exact origins"
+        ));
+    }
+    let url =
+        reqwest::Url::parse(raw).map_err(|e| format!("{raw:?} is not an origin ({e}); {SHAPE}"))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(format!(
+            "{raw:?}: the scheme must be http or https; {SHAPE}"
+        ));
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err(format!("{raw:?} has no host; {SHAPE}"));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(format!(
+            "{raw:?} must not carry a user name or password; {SHAPE}"
+        ));
+    }
+    if url.path() != "/" || url.query().is_some() || url.fragment().is_some() {
+        return Err(format!(
+            "{raw:?} must not have a path, query or fragment; {SHAPE}"
+        ));
+    }
+    let canonical = url.origin().ascii_serialization();
+    if canonical != raw {
+        // A trailing slash, upper case, or a default port: browsers would never send it so.
+        return Err(format!(
+            "{raw:?} is not written as browsers send it in the Origin header; write {canonical:?}"
+        ));
+    }
+    Ok(canonical)
+}
+
 /// Which event bus carries events between services.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum BusKind {
@@ -197,6 +280,16 @@ pub struct ServeSettings {
     /// consumers in this process); 0 keeps them for ever.
     #[arg(long, env = "TODO_EVENT_RETENTION_HOURS", default_value_t = 168, value_parser = clap::value_parser!(u64).range(0..=87_600))]
     pub event_retention_hours: u64,
+
+    /// Origins (`scheme://host[:port]`, comma-separated) whose web pages may call the API
+    /// and open the WebSocket; none by default. `*` is refused.
+    #[arg(
+        long,
+        env = "TODO_CORS_ORIGINS",
+        default_value = "",
+        hide_default_value = true
+    )]
+    pub cors_origins: CorsOrigins,
 
     /// Seconds allowed for a graceful shutdown.
     #[arg(long, env = "TODO_SHUTDOWN_TIMEOUT_SECS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=300))]
@@ -359,6 +452,41 @@ mod tests {
         let err = "api,billing".parse::<ServiceSet>().unwrap_err();
         assert!(err.contains("billing"), "{err}");
         assert!("".parse::<ServiceSet>().is_err());
+    }
+
+    #[test]
+    fn cors_origins_are_exact_http_origins() {
+        let origins: CorsOrigins =
+            " https://app.example.com, http://127.0.0.1:3000,,https://app.example.com"
+                .parse()
+                .unwrap();
+        assert_eq!(
+            origins.iter().collect::<Vec<_>>(),
+            ["https://app.example.com", "http://127.0.0.1:3000"]
+        );
+        assert!(origins.allows(b"http://127.0.0.1:3000"));
+        assert!(!origins.allows(b"http://127.0.0.1:3001"));
+        assert!(!origins.allows(b"https://APP.example.com"));
+        assert!("".parse::<CorsOrigins>().unwrap().is_empty());
+        assert!(" , ".parse::<CorsOrigins>().unwrap().is_empty());
+        assert!("http://[::1]:8080".parse::<CorsOrigins>().is_ok());
+        for (bad, says) in [
+            ("*", "wildcards are refused"),
+            ("https://*.example.com", "wildcards are refused"),
+            ("app.example.com", "not an origin"),
+            ("ftp://example.com", "scheme must be http or https"),
+            ("file:///tmp", "scheme must be http or https"),
+            ("https://example.com/app", "path, query or fragment"),
+            ("https://example.com?x=1", "path, query or fragment"),
+            ("https://u:p@example.com", "user name or password"),
+            ("https://example.com/", "write \"https://example.com\""),
+            ("https://Example.com", "write \"https://example.com\""),
+            ("https://example.com:443", "write \"https://example.com\""),
+            ("null", "not an origin"),
+        ] {
+            let err = bad.parse::<CorsOrigins>().unwrap_err();
+            assert!(err.contains(says), "{bad}: {err}");
+        }
     }
 
     #[test]

@@ -80,6 +80,7 @@ impl Application {
             shutdown: signal,
             services: settings.services.clone(),
             ws_ping: Duration::from_secs(settings.ws_ping_secs),
+            cors_origins: settings.cors_origins.clone(),
             openapi: Arc::default(),
         });
         Ok(Application {
@@ -193,6 +194,9 @@ impl Application {
                 hub.close_all();
             }
         };
+        if !self.state.cors_origins.is_empty() {
+            tracing::info!(origins = %self.state.cors_origins, "browser origins allowed (CORS)");
+        }
         tracing::info!(
             addr = %addr,
             services = %self.state.services,

@@ -10,7 +10,7 @@ use todo_bus::EventBus;
 use todo_store::Store;
 use todo_telemetry::Metrics;
 
-use crate::config::ServiceSet;
+use crate::config::{CorsOrigins, ServiceSet};
 use crate::services::sync::Hub;
 use crate::shutdown::ShutdownSignal;
 
@@ -54,6 +54,8 @@ pub struct Shared {
     pub services: ServiceSet,
     /// WebSocket keep-alive interval.
     pub ws_ping: Duration,
+    /// Origins whose browser pages may call the API and open the WebSocket.
+    pub cors_origins: CorsOrigins,
     /// The OpenAPI document, set once the router is built.
     pub openapi: Arc<std::sync::OnceLock<serde_json::Value>>,
 }

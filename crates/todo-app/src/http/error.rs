@@ -24,6 +24,11 @@ pub enum ApiError {
     /// 403: the path names another user.
     #[error("the token's subject may not access this user's resources")]
     Forbidden,
+    /// 403: a WebSocket handshake from a page whose origin is not in `TODO_CORS_ORIGINS`.
+    #[error(
+        "origin not allowed: this server does not accept WebSocket connections from pages of that origin"
+    )]
+    OriginNotAllowed,
     /// 404: no such resource (or someone else's).
     #[error("{0}")]
     NotFound(&'static str),
@@ -80,7 +85,7 @@ impl ApiError {
         match self {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
-            ApiError::Forbidden => StatusCode::FORBIDDEN,
+            ApiError::Forbidden | ApiError::OriginNotAllowed => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::PreconditionFailed { .. } => StatusCode::PRECONDITION_FAILED,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
@@ -96,6 +101,7 @@ impl ApiError {
             ApiError::BadRequest(_) => "bad-request",
             ApiError::Unauthorized => "unauthorized",
             ApiError::Forbidden => "forbidden",
+            ApiError::OriginNotAllowed => "origin-not-allowed",
             ApiError::NotFound(_) => "not-found",
             ApiError::PreconditionFailed { .. } => "version-mismatch",
             ApiError::PayloadTooLarge { .. } => "payload-too-large",

@@ -1,8 +1,9 @@
 //! The HTTP surface: routes per service, merged into one router, plus the middleware every
-//! request passes (request id and trace context, metrics, body limit, problem+json for
-//! errors the router itself produces, panics turned into 500s).
+//! request passes (request id and trace context, metrics, CORS for the configured origins,
+//! body limit, problem+json for errors the router itself produces, panics turned into 500s).
 
 pub mod auth;
+pub mod cors;
 pub mod error;
 pub mod extract;
 pub mod lists;
@@ -68,12 +69,19 @@ pub fn router(state: AppState) -> Router {
     let mut doc = serde_json::to_value(&doc).unwrap_or_default();
     openapi::finish(&mut doc);
     let _ = state.openapi.set(doc);
-    router
+    let mut router = router
         .fallback(middleware::not_found)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(axum::middleware::from_fn(
             middleware::problem_for_bare_errors,
-        ))
+        ));
+    // Layers wrap each route (and the fallback) after routing, so a preflight answered here
+    // never meets the method router's 405 or the auth extractor, while `observe` (outside)
+    // still counts and logs it under its route, and error answers (inside) get CORS headers.
+    if let Some(cors) = cors::Cors::new(&state.cors_origins) {
+        router = router.layer(axum::middleware::from_fn_with_state(cors, cors::apply));
+    }
+    router
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             middleware::observe,

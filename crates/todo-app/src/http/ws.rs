@@ -1,9 +1,11 @@
 //! `GET /api/{user_id}/ws`: the user's live event stream, one CloudEvent JSON per message.
 //!
 //! Authentication happens before the upgrade, so a bad token gets a plain 401 (403 for
-//! another user's path). The server pings every `TODO_WS_PING_SECS` and drops a client that
-//! misses two pongs; a client that falls `TODO_WS_QUEUE` messages behind is closed with
-//! code 1008; shutdown closes every client with 1001.
+//! another user's path). Before that, a handshake carrying an `Origin` that is not in
+//! `TODO_CORS_ORIGINS` is refused with 403; one without `Origin` (not from a browser)
+//! passes. The server pings every `TODO_WS_PING_SECS` and drops a client that misses two
+//! pongs; a client that falls `TODO_WS_QUEUE` messages behind is closed with code 1008;
+//! shutdown closes every client with 1001.
 
 use axum::extract::State;
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
@@ -12,6 +14,7 @@ use axum::response::{IntoResponse, Response};
 use futures_util::{SinkExt, StreamExt};
 
 use super::auth::AuthUser;
+use super::cors::OriginAllowed;
 use super::error::ApiError;
 use crate::services::sync::{CloseReason, Registration};
 use crate::state::AppState;
@@ -29,6 +32,8 @@ use crate::state::AppState;
 )]
 pub async fn connect(
     State(state): State<AppState>,
+    // Before the token: a page of another origin is refused whatever it sends.
+    _origin: OriginAllowed,
     user: AuthUser,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
