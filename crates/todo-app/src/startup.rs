@@ -108,9 +108,10 @@ impl Application {
         for service in state.services.iter() {
             match service {
                 Service::Api => {}
-                Service::Recurring => {
-                    handlers.push(Arc::new(recurring::Recurring::new(state.store.clone())))
-                }
+                Service::Recurring => handlers.push(Arc::new(recurring::Recurring::new(
+                    state.store.clone(),
+                    state.metrics.clone(),
+                ))),
                 Service::Notification => {
                     handlers.push(Arc::new(notification::Planner::new(
                         state.store.clone(),
@@ -153,6 +154,7 @@ impl Application {
             tasks.spawn(consumer::run(
                 state.bus.clone(),
                 handler,
+                state.store.clone(),
                 state.metrics.clone(),
                 running,
                 state.shutdown.clone(),
