@@ -330,6 +330,47 @@ async fn run_binary(args: &[&str], env: &[(&str, &str)]) -> (std::process::ExitS
     )
 }
 
+/// The value of one sample of `/metrics`: the series `name` whose labels include all of
+/// `labels` (each `key="value"`).
+async fn metric(app: &TestApp, name: &str, labels: &[&str]) -> Option<f64> {
+    let text = app
+        .client
+        .get(format!("{}/metrics", app.base))
+        .send()
+        .await
+        .ok()?
+        .text()
+        .await
+        .ok()?;
+    text.lines().find_map(|line| {
+        let rest = line.strip_prefix(name)?;
+        let (label_text, value) = match rest.strip_prefix('{') {
+            Some(rest) => rest.split_once('}')?,
+            None => ("", rest),
+        };
+        labels
+            .iter()
+            .all(|l| label_text.contains(l))
+            .then(|| value.split_whitespace().next()?.parse().ok())?
+    })
+}
+
+/// The first log line (as JSON) with `message` for which `matches` holds, waiting up to `wait`.
+async fn log_line(
+    app: &TestApp,
+    message: &str,
+    wait: Duration,
+    matches: impl Fn(&Value) -> bool,
+) -> Option<Value> {
+    eventually(wait, || async {
+        app.logs()
+            .iter()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .find(|v| v["message"] == message && matches(v))
+    })
+    .await
+}
+
 // ---------------------------------------------------------------------------------------
 // 1. WebSocket
 // ---------------------------------------------------------------------------------------
@@ -777,6 +818,90 @@ async fn yearly_on_february_29_goes_to_february_28_and_daily_and_weekly_step_by_
             "{frequency} x{interval} from {due}"
         );
     }
+}
+
+#[tokio::test]
+async fn a_series_whose_next_due_date_would_pass_the_year_9999_ends_without_a_next_occurrence() {
+    let app = TestApp::spawn().await;
+    app.wait_ready().await;
+    let last = app
+        .create_task(
+            "alice",
+            json!({"title": "x", "due_at": "9999-12-31T23:59:59Z",
+                   "recurrence": {"frequency": "yearly", "interval": 365}}),
+        )
+        .await;
+    let id = last["id"].as_str().unwrap().to_owned();
+    app.complete_task("alice", &id, Some(true)).await;
+
+    // The positive signal that `recurring` has handled the completion: its log line.
+    let line = log_line(
+        &app,
+        "recurring series ended: no next due date within years 1970-9999",
+        Duration::from_secs(10),
+        |v| v["task_id"] == id.as_str(),
+    )
+    .await
+    .expect("the series' end is logged within 10 s of the completion");
+    assert_eq!(line["level"], "INFO", "{line}");
+    assert_eq!(line["consumer"], "recurring", "{line}");
+    assert_eq!(line["event_type"], "task.completed", "{line}");
+    assert_eq!(line["due_at"], "9999-12-31T23:59:59Z", "{line}");
+    let event_id = line["event_id"].clone();
+    let completion = eventually(Duration::from_secs(10), || async {
+        audit_all(
+            &app,
+            "alice",
+            &format!("task_id={id}&event_type=task.completed"),
+        )
+        .await
+        .first()
+        .map(|e| e["event_id"].clone())
+    })
+    .await;
+    assert_eq!(
+        completion,
+        Some(event_id),
+        "the line names the completion event"
+    );
+    let ended = eventually(Duration::from_secs(30), || {
+        metric(
+            &app,
+            "todo_recurring_completions_total",
+            &["outcome=\"series_ended\""],
+        )
+    })
+    .await;
+    assert_eq!(ended, Some(1.0));
+
+    let all = app.list_all("alice", "status=all").await;
+    assert_eq!(all.len(), 1, "no next occurrence: {all:#?}");
+    assert_eq!(all[0]["id"], last["id"]);
+    assert_eq!(all[0]["completed"], true);
+    assert_eq!(
+        sqlite_scalar(&app.data_dir, "SELECT COUNT(*) FROM recurrence_spawns").await,
+        0
+    );
+    assert_eq!(
+        sqlite_scalar(&app.data_dir, "SELECT COUNT(*) FROM dead_letters").await,
+        0,
+        "an ended series is handled, not dead-lettered"
+    );
+    assert!(
+        !app.logs().iter().any(|l| l.contains("unreadable")),
+        "nothing was skipped"
+    );
+
+    // The next completion of a series still in range gets its next occurrence.
+    let task = app
+        .create_task(
+            "alice",
+            json!({"title": "y", "due_at": "9999-11-30T23:59:59Z",
+                   "recurrence": {"frequency": "monthly", "interval": 1}}),
+        )
+        .await;
+    let (next, _) = complete_and_wait_for_next(&app, "alice", &task).await;
+    assert_eq!(next["due_at"], "9999-12-30T23:59:59Z");
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1382,4 +1507,248 @@ async fn sigterm_on_an_idle_server_always_exits_well_within_the_shutdown_timeout
             "round {round}: shutdown took {took:?}"
         );
     }
+}
+
+// ---------------------------------------------------------------------------------------
+// 8. Dead letters
+// ---------------------------------------------------------------------------------------
+
+/// Appends a CloudEvent to the server's outbox from outside the process, as another writer
+/// sharing the file could; returns its `seq`.
+fn inject_event(data_dir: &std::path::Path, event_type: &str, data: Value) -> (String, i64) {
+    let id = uuid::Uuid::now_v7().to_string();
+    let payload = json!({
+        "specversion": "1.0", "id": id, "source": "todo/elsewhere", "type": event_type,
+        "subject": uuid::Uuid::now_v7().to_string(),
+        "time": rfc(Utc::now()), "datacontenttype": "application/json", "data": data,
+    });
+    let conn = rusqlite::Connection::open(data_dir.join("todo.db")).unwrap();
+    conn.busy_timeout(Duration::from_secs(10)).unwrap();
+    conn.execute(
+        "INSERT INTO events (id, topic, key, payload, created_at) VALUES (?, 'task-events', ?, ?, ?)",
+        rusqlite::params![
+            id,
+            data["user_id"].as_str().unwrap_or_default(),
+            payload.to_string(),
+            Utc::now().timestamp_micros()
+        ],
+    )
+    .unwrap();
+    (id, conn.last_insert_rowid())
+}
+
+/// `(consumer, event_id, reason, attempts)` of every dead letter, in a stable order.
+fn dead_letters(data_dir: &std::path::Path) -> Vec<(String, String, String, i64)> {
+    let conn = rusqlite::Connection::open_with_flags(
+        data_dir.join("todo.db"),
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+    )
+    .unwrap();
+    let mut stmt = conn
+        .prepare(
+            "SELECT consumer, event_id, reason, attempts FROM dead_letters
+             ORDER BY consumer, event_id",
+        )
+        .unwrap();
+    stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn events_consumers_cannot_handle_are_kept_counted_and_logged_and_later_events_still_flow() {
+    let mut app = TestApp::spawn().await;
+    app.wait_ready().await;
+    let mut ws = app.connect_ws("alice").await;
+    let before = app.create_task("alice", json!({"title": "before"})).await;
+    next_of_type(&mut ws, "task.created", Duration::from_secs(2))
+        .await
+        .expect("the socket works");
+
+    // A completion whose data is not a task; an update naming no user; a type this build
+    // does not know.
+    let (not_a_task, not_a_task_seq) = inject_event(
+        &app.data_dir,
+        "task.completed",
+        json!({"user_id": "mallory", "task": {"id": "not-a-task"}}),
+    );
+    let (no_owner, _) = inject_event(&app.data_dir, "task.updated", json!({"title": "orphan"}));
+    let (unknown, last_seq) = inject_event(
+        &app.data_dir,
+        "task.archived",
+        json!({"user_id": "mallory"}),
+    );
+
+    let mut expected = vec![
+        ("audit", &no_owner, "no_user_id"),
+        ("notification", &no_owner, "unreadable_data"),
+        ("notification", &not_a_task, "unreadable_data"),
+        ("notification", &unknown, "unknown_type"),
+        ("recurring", &not_a_task, "unreadable_data"),
+        ("sync", &no_owner, "no_user_id"),
+    ]
+    .into_iter()
+    .map(|(c, id, r)| (c.to_owned(), id.clone(), r.to_owned(), 1))
+    .collect::<Vec<_>>();
+    expected.sort();
+    let kept = eventually(Duration::from_secs(10), || async {
+        let kept = dead_letters(&app.data_dir);
+        (kept.len() >= expected.len()).then_some(kept)
+    })
+    .await
+    .unwrap_or_else(|| {
+        panic!(
+            "dead letters within 10 s: {:#?}",
+            dead_letters(&app.data_dir)
+        )
+    });
+    assert_eq!(kept, expected);
+
+    // Each row keeps the event as delivered, where it was, and why it failed.
+    let conn = rusqlite::Connection::open_with_flags(
+        app.data_dir.join("todo.db"),
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+    )
+    .unwrap();
+    let (event_type, position, payload, error): (String, i64, String, String) = conn
+        .query_row(
+            "SELECT event_type, position, payload, error FROM dead_letters
+             WHERE consumer = 'recurring' AND event_id = ?",
+            [&not_a_task],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+        )
+        .unwrap();
+    drop(conn);
+    assert_eq!(
+        (event_type.as_str(), position),
+        ("task.completed", not_a_task_seq)
+    );
+    let payload: Value = serde_json::from_str(&payload).unwrap();
+    assert_eq!(payload["id"], not_a_task.as_str());
+    assert_eq!(payload["data"]["task"]["id"], "not-a-task");
+    assert!(
+        error.contains("event data does not match its type"),
+        "{error}"
+    );
+
+    // Counted, by consumer and reason.
+    for (consumer, reason, count) in [
+        ("recurring", "unreadable_data", 1.0),
+        ("notification", "unreadable_data", 2.0),
+        ("notification", "unknown_type", 1.0),
+        ("audit", "no_user_id", 1.0),
+        ("sync", "no_user_id", 1.0),
+    ] {
+        let labels = [
+            format!("consumer=\"{consumer}\""),
+            format!("reason=\"{reason}\""),
+        ];
+        let labels: Vec<&str> = labels.iter().map(String::as_str).collect();
+        let value = eventually(Duration::from_secs(30), || async {
+            metric(&app, "todo_events_dead_lettered_total", &labels)
+                .await
+                .filter(|v| *v >= count)
+        })
+        .await;
+        assert_eq!(value, Some(count), "{consumer} {reason}");
+    }
+
+    // Logged, once per consumer and event, naming both and the error.
+    let line = log_line(&app, "event dead-lettered", Duration::from_secs(5), |v| {
+        v["consumer"] == "recurring" && v["event_id"] == not_a_task.as_str()
+    })
+    .await
+    .expect("logged");
+    assert_eq!(line["level"], "ERROR", "{line}");
+    assert_eq!(line["reason"], "unreadable_data", "{line}");
+    assert_eq!(line["event_type"], "task.completed", "{line}");
+    assert_eq!(line["position"], not_a_task_seq, "{line}");
+    assert!(
+        line["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("does not match")),
+        "{line}"
+    );
+    let logged = eventually(Duration::from_secs(5), || async {
+        let logged = app
+            .logs()
+            .iter()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .filter(|v| v["message"] == "event dead-lettered")
+            .count();
+        (logged >= expected.len()).then_some(logged)
+    })
+    .await;
+    assert_eq!(logged, Some(expected.len()));
+    assert!(!app.logs().iter().any(|l| l.contains("skipped")));
+
+    // Every consumer moved past them and handles what comes next.
+    let recurring = app
+        .create_task(
+            "alice",
+            json!({"title": "after", "due_at": "2031-03-10T09:00:00Z",
+                   "recurrence": {"frequency": "daily", "interval": 1}}),
+        )
+        .await;
+    next_of_type(&mut ws, "task.created", Duration::from_secs(2))
+        .await
+        .expect("sync pushes later events");
+    complete_and_wait_for_next(&app, "alice", &recurring).await;
+    reminder_for(&app, "alice", &recurring["id"])
+        .await
+        .expect("notification plans later events");
+    let audited = eventually(Duration::from_secs(5), || async {
+        let entries = audit_all(&app, "alice", "").await;
+        (entries.len() >= 4).then_some(entries)
+    })
+    .await
+    .expect("audit records later events");
+    assert!(audited.iter().any(|e| e["task_id"] == before["id"]));
+    for consumer in ["recurring", "notification", "sync", "audit"] {
+        let committed = eventually(Duration::from_secs(5), || async {
+            let sql = format!(
+                "SELECT COALESCE(MAX(position), 0) FROM consumer_positions WHERE consumer = '{consumer}'"
+            );
+            let position = sqlite_scalar(&app.data_dir, &sql).await;
+            (position >= last_seq).then_some(position)
+        })
+        .await;
+        assert!(
+            committed.is_some(),
+            "{consumer} committed past the bad events"
+        );
+    }
+
+    // A redelivery (here: recurring replays the log after a restart) counts an attempt on
+    // the same row instead of adding one.
+    let (_, clean) = app.terminate().await;
+    assert!(clean);
+    let temp = app.take_temp();
+    let data_dir = app.data_dir.clone();
+    drop(app);
+    {
+        let conn = rusqlite::Connection::open(data_dir.join("todo.db")).unwrap();
+        conn.execute(
+            "UPDATE consumer_positions SET position = ? WHERE consumer = 'recurring'",
+            [not_a_task_seq - 1],
+        )
+        .unwrap();
+    }
+    let app = TestApp::spawn_with(Options {
+        data_dir: Some(data_dir.clone()),
+        ..Options::default()
+    })
+    .await;
+    let replayed = eventually(Duration::from_secs(10), || async {
+        let kept = dead_letters(&data_dir);
+        kept.iter()
+            .any(|(c, id, _, attempts)| c == "recurring" && *id == not_a_task && *attempts == 2)
+            .then_some(kept)
+    })
+    .await
+    .expect("the redelivered event counts a second attempt");
+    assert_eq!(replayed.len(), expected.len(), "{replayed:#?}");
+    drop(app);
+    drop(temp);
 }

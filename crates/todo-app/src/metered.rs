@@ -9,7 +9,8 @@ use todo_domain::reminder::Notification;
 use todo_domain::time::Timestamp;
 use todo_domain::{AuditEntry, CloudEvent, Reminder, ReminderPlan, Task, TaskQuery, Topic};
 use todo_store::{
-    AuditQuery, PageQuery, Result, Store, StoredEvent, TailRead, WebhookDelivery, WebhookOutcome,
+    AuditQuery, DeadLetter, PageQuery, Result, Store, StoredDeadLetter, StoredEvent, TailRead,
+    WebhookDelivery, WebhookOutcome,
 };
 use todo_telemetry::Metrics;
 use uuid::Uuid;
@@ -178,6 +179,19 @@ impl Store for MeteredStore {
             self.inner.commit_position(consumer, position),
         )
         .await
+    }
+
+    async fn record_dead_letters(&self, letters: &[DeadLetter]) -> Result<()> {
+        self.timed(
+            "record_dead_letters",
+            self.inner.record_dead_letters(letters),
+        )
+        .await
+    }
+
+    async fn list_dead_letters(&self, limit: i64) -> Result<Vec<StoredDeadLetter>> {
+        self.timed("list_dead_letters", self.inner.list_dead_letters(limit))
+            .await
     }
 
     async fn record_audit(&self, entries: &[AuditEntry]) -> Result<u64> {

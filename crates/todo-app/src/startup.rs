@@ -109,9 +109,10 @@ impl Application {
         for service in state.services.iter() {
             match service {
                 Service::Api => {}
-                Service::Recurring => {
-                    handlers.push(Arc::new(recurring::Recurring::new(state.store.clone())))
-                }
+                Service::Recurring => handlers.push(Arc::new(recurring::Recurring::new(
+                    state.store.clone(),
+                    state.metrics.clone(),
+                ))),
                 Service::Notification => {
                     handlers.push(Arc::new(notification::Planner::new(
                         state.store.clone(),
@@ -154,6 +155,7 @@ impl Application {
             tasks.spawn(consumer::run(
                 state.bus.clone(),
                 handler,
+                state.store.clone(),
                 state.metrics.clone(),
                 running,
                 state.shutdown.clone(),

@@ -4,11 +4,14 @@
 //! calendar fields with the day clamped to the target month's length, remembering the
 //! series' original day (the *anchor*), so a monthly task on the 31st falls on Feb 28 and
 //! comes back to Mar 31 instead of drifting to the 28th for ever.
+//!
+//! A series ends when its next step would leave the years every stored timestamp keeps
+//! (1970–9999, [`crate::time::in_range`]): there is then no next occurrence.
 
 use chrono::{Datelike, Duration, NaiveDate};
 use serde::{Deserialize, Serialize};
 
-use crate::time::Timestamp;
+use crate::time::{Timestamp, in_range};
 
 /// Largest allowed `interval`.
 pub const MAX_INTERVAL: i64 = 365;
@@ -76,15 +79,20 @@ impl Recurrence {
 
     /// The due date after `previous`, stepping from `previous` (not from when the task was
     /// completed). `anchor_day` is the series' original day of month (1–31); `None` uses
-    /// `previous`'s day. Returns `None` only past the year 262143.
+    /// `previous`'s day.
+    ///
+    /// Returns `None` when the step lands outside years 1970–9999 ([`in_range`]) or beyond
+    /// what the calendar arithmetic can represent: the series has ended, so every date
+    /// this returns can be stored and served as RFC 3339.
     pub fn next_due(&self, previous: Timestamp, anchor_day: Option<u32>) -> Option<Timestamp> {
         let interval = i64::from(self.interval);
-        match self.frequency {
+        let next = match self.frequency {
             Frequency::Daily => previous.checked_add_signed(Duration::days(interval)),
             Frequency::Weekly => previous.checked_add_signed(Duration::weeks(interval)),
             Frequency::Monthly => step_months(previous, interval, anchor_day),
             Frequency::Yearly => step_months(previous, interval * 12, anchor_day),
-        }
+        }?;
+        in_range(&next).then_some(next)
     }
 }
 
@@ -113,7 +121,7 @@ pub fn days_in_month(year: i32, month: u32) -> Option<u32> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::time::parse_rfc3339;
+    use crate::time::{MAX_YEAR, MIN_YEAR, format_rfc3339, parse_rfc3339};
     use proptest::prelude::*;
 
     fn ts(s: &str) -> Timestamp {
@@ -190,6 +198,64 @@ mod tests {
         assert_eq!(rule(Frequency::Daily, 365).next_due(end, None), None);
     }
 
+    #[test]
+    fn a_step_past_the_year_9999_ends_the_series() {
+        let last = ts("9999-12-31T23:59:59Z");
+        for frequency in Frequency::ALL {
+            for interval in [1, 365] {
+                assert_eq!(
+                    rule(frequency, interval).next_due(last, None),
+                    None,
+                    "{frequency:?} x{interval} from {last}"
+                );
+            }
+        }
+        // The bug report's series: due on the last second, yearly every 365 years.
+        assert_eq!(rule(Frequency::Yearly, 365).next_due(last, Some(31)), None);
+        // Steps that stay within 9999 still happen, up to the last day.
+        assert_eq!(
+            rule(Frequency::Daily, 1).next_due(ts("9999-12-30T23:59:59Z"), None),
+            Some(last)
+        );
+        assert_eq!(
+            rule(Frequency::Monthly, 1).next_due(ts("9999-11-30T23:59:59Z"), Some(31)),
+            Some(last)
+        );
+        assert_eq!(
+            rule(Frequency::Yearly, 1).next_due(ts("9998-12-31T23:59:59Z"), None),
+            Some(last)
+        );
+        assert_eq!(
+            rule(Frequency::Monthly, 1).next_due(ts("9999-12-01T00:00:00Z"), None),
+            None
+        );
+    }
+
+    /// Any instant the platform accepts: years 1970–9999, microsecond precision.
+    fn any_stored_timestamp() -> impl Strategy<Value = Timestamp> {
+        let first = ts("1970-01-01T00:00:00Z").timestamp_micros();
+        let last = ts("9999-12-31T23:59:59.999999Z").timestamp_micros();
+        (first..=last).prop_map(|us| chrono::DateTime::from_timestamp_micros(us).unwrap())
+    }
+
+    /// Instants in the last decades of the range, where series end.
+    fn late_timestamp() -> impl Strategy<Value = Timestamp> {
+        let first = ts("9600-01-01T00:00:00Z").timestamp_micros();
+        let last = ts("9999-12-31T23:59:59.999999Z").timestamp_micros();
+        (first..=last).prop_map(|us| chrono::DateTime::from_timestamp_micros(us).unwrap())
+    }
+
+    /// Whole years a step of `r` can span at most (a generous bound).
+    fn most_years(r: Recurrence) -> i32 {
+        let interval = r.interval as i32;
+        match r.frequency {
+            Frequency::Daily => interval / 365 + 1,
+            Frequency::Weekly => interval * 7 / 365 + 1,
+            Frequency::Monthly => interval / 12 + 1,
+            Frequency::Yearly => interval,
+        }
+    }
+
     fn any_timestamp() -> impl Strategy<Value = Timestamp> {
         // 1970..2200, whole seconds.
         (0i64..7_258_118_400).prop_map(|s| chrono::DateTime::from_timestamp(s, 0).unwrap())
@@ -216,6 +282,28 @@ mod tests {
             prop_assert_eq!(next.day(), anchor.min(last));
             let months = (next.year() - due.year()) * 12 + next.month() as i32 - due.month() as i32;
             prop_assert_eq!(i64::from(months), interval);
+        }
+
+        #[test]
+        fn every_next_due_is_in_range_and_round_trips_as_rfc3339(
+            due in prop_oneof![any_stored_timestamp(), late_timestamp()],
+            r in any_rule(),
+            anchor in proptest::option::of(1u32..=31),
+        ) {
+            match r.next_due(due, anchor) {
+                Some(next) => {
+                    prop_assert!(in_range(&next), "{next:?} out of range");
+                    prop_assert!((MIN_YEAR..=MAX_YEAR).contains(&next.year()));
+                    prop_assert!(next > due);
+                    let text = format_rfc3339(&next);
+                    prop_assert_eq!(parse_rfc3339(&text), Some(next), "{}", text);
+                }
+                // A series ends only when the step really leaves the range.
+                None => prop_assert!(
+                    due.year() + most_years(r) > MAX_YEAR,
+                    "{:?} from {} ended early", r, due
+                ),
+            }
         }
 
         #[test]

@@ -18,8 +18,8 @@ use uuid::Uuid;
 
 pub use error::{Result, StoreError};
 pub use model::{
-    AuditPosition, AuditQuery, PageQuery, Seek, StoredEvent, TailRead, WebhookDelivery,
-    WebhookOutcome,
+    AuditPosition, AuditQuery, DeadLetter, PageQuery, Seek, StoredDeadLetter, StoredEvent,
+    TailRead, WebhookDelivery, WebhookOutcome,
 };
 use todo_domain::time::Timestamp;
 
@@ -108,6 +108,15 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
 
     /// Records that `consumer` has handled every event up to `position`.
     async fn commit_position(&self, consumer: &str, position: i64) -> Result<()>;
+
+    /// Keeps events that consumers could not handle, all in one transaction. A letter for
+    /// a consumer and event already kept updates that row instead of adding one: `attempts`
+    /// goes up by one, and the last failure's time, position, payload, reason and error
+    /// replace the previous ones; the first failure's time stays.
+    async fn record_dead_letters(&self, letters: &[DeadLetter]) -> Result<()>;
+
+    /// Kept dead letters, oldest first failure first (ties by row id), at most `limit`.
+    async fn list_dead_letters(&self, limit: i64) -> Result<Vec<StoredDeadLetter>>;
 
     /// Records audit entries, skipping any whose event id is already recorded. Returns how
     /// many were new.

@@ -96,3 +96,37 @@ pub enum WebhookOutcome {
         error: String,
     },
 }
+
+/// An event a consumer could not handle, to be kept rather than skipped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeadLetter {
+    /// The consumer group that could not handle it.
+    pub consumer: String,
+    /// The CloudEvent id.
+    pub event_id: Uuid,
+    /// The CloudEvent `type`, as written (it may be one this build does not know).
+    pub event_type: String,
+    /// The event's position in the log when it was delivered.
+    pub position: i64,
+    /// The CloudEvent JSON, as delivered.
+    pub payload: String,
+    /// A short, bounded label for why (`unreadable_data`, `unknown_type`, ...).
+    pub reason: String,
+    /// What went wrong.
+    pub error: String,
+    /// When it failed.
+    pub failed_at: Timestamp,
+}
+
+/// A kept dead letter: the last failure, plus when the first happened and how many there were.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredDeadLetter {
+    /// Row id.
+    pub id: i64,
+    /// The last failure (`failed_at` is its time; `position`, `payload` and `error` are its).
+    pub letter: DeadLetter,
+    /// When the first failure was recorded.
+    pub first_failed_at: Timestamp,
+    /// Failures recorded for this consumer and event (1 on the first).
+    pub attempts: i64,
+}

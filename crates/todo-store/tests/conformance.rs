@@ -23,8 +23,8 @@ use todo_domain::{
     ReminderStatus, SortKey, Task, TaskQuery, Topic,
 };
 use todo_store::{
-    AuditPosition, AuditQuery, PageQuery, Seek, Store, StoreError, StoredEvent, WebhookDelivery,
-    WebhookOutcome,
+    AuditPosition, AuditQuery, DeadLetter, PageQuery, Seek, Store, StoreError, StoredEvent,
+    WebhookDelivery, WebhookOutcome,
 };
 use uuid::Uuid;
 
@@ -1162,6 +1162,88 @@ pub async fn a_committed_position_is_seen_by_a_second_connection(
 }
 
 // ---------------------------------------------------------------------------------------
+// Dead letters
+// ---------------------------------------------------------------------------------------
+
+fn dead_letter(consumer: &str, event_id: Uuid, position: i64, error: &str) -> DeadLetter {
+    DeadLetter {
+        consumer: consumer.into(),
+        event_id,
+        event_type: "task.completed".into(),
+        position,
+        payload: format!(r#"{{"id":"{event_id}","type":"task.completed","data":{{}}}}"#),
+        reason: "unreadable_data".into(),
+        error: error.into(),
+        failed_at: t0() + Duration::seconds(position),
+    }
+}
+
+/// A dead letter is kept once per consumer and event: recording it again (a redelivery)
+/// counts an attempt and keeps the last failure, and another consumer's letter for the
+/// same event is a row of its own.
+pub async fn a_dead_letter_is_kept_once_per_consumer_and_event(store: &dyn Store) {
+    assert!(
+        store
+            .list_dead_letters(10)
+            .await
+            .expect("list_dead_letters")
+            .is_empty()
+    );
+    store
+        .record_dead_letters(&[])
+        .await
+        .expect("recording nothing");
+    let event_id = Uuid::now_v7();
+    let first = dead_letter("recurring", event_id, 7, "missing field `task`");
+    store
+        .record_dead_letters(std::slice::from_ref(&first))
+        .await
+        .expect("record");
+    let again = dead_letter("recurring", event_id, 9, "missing field `task` (again)");
+    store
+        .record_dead_letters(std::slice::from_ref(&again))
+        .await
+        .expect("record again");
+
+    let kept = store
+        .list_dead_letters(10)
+        .await
+        .expect("list_dead_letters");
+    assert_eq!(kept.len(), 1, "one row per consumer and event: {kept:#?}");
+    assert_eq!(kept[0].attempts, 2);
+    assert_eq!(kept[0].first_failed_at, first.failed_at);
+    assert_eq!(kept[0].letter, again, "the last failure is the one kept");
+
+    // Another consumer failing on the same event, and another event, are rows of their own.
+    let other_consumer = dead_letter("notification", event_id, 9, "missing field `task`");
+    let other_event = dead_letter("recurring", Uuid::now_v7(), 10, "expected a string");
+    store
+        .record_dead_letters(&[other_consumer.clone(), other_event.clone()])
+        .await
+        .expect("record two");
+    let kept = store
+        .list_dead_letters(10)
+        .await
+        .expect("list_dead_letters");
+    let summary: Vec<_> = kept
+        .iter()
+        .map(|k| (k.letter.consumer.as_str(), k.letter.event_id, k.attempts))
+        .collect();
+    assert_eq!(
+        summary,
+        vec![
+            ("recurring", event_id, 2),
+            ("notification", event_id, 1),
+            ("recurring", other_event.event_id, 1),
+        ],
+        "oldest first failure first"
+    );
+    assert_eq!(kept[1].letter, other_consumer);
+    assert_eq!(kept[1].first_failed_at, other_consumer.failed_at);
+    assert_eq!(store.list_dead_letters(1).await.expect("limit").len(), 1);
+}
+
+// ---------------------------------------------------------------------------------------
 // Audit
 // ---------------------------------------------------------------------------------------
 
@@ -1916,6 +1998,7 @@ macro_rules! conformance_tests {
             every_append_bumps_the_in_process_signal,
             the_next_occurrence_is_spawned_once_per_parent,
             a_consumer_position_starts_at_zero_and_never_moves_backwards,
+            a_dead_letter_is_kept_once_per_consumer_and_event,
             audit_recording_skips_known_event_ids_and_lists_newest_first,
             a_reminder_plan_applies_once_per_task_version,
             due_reminders_are_delivered_once_each,

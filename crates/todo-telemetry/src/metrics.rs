@@ -257,6 +257,15 @@ pub struct FailureLabels {
     pub kind: String,
 }
 
+/// Labels of `todo_events_dead_lettered_total`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DeadLetterLabels {
+    /// Consumer name.
+    pub consumer: String,
+    /// Why the event could not be handled: a fixed string per cause, never the message.
+    pub reason: String,
+}
+
 /// Labels of per-consumer series (lag, delivery latency).
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ConsumerLabels {
@@ -279,6 +288,8 @@ pub struct EventMetrics {
     lag: Family<ConsumerLabels, Gauge>,
     latency: Family<ConsumerLabels, Histogram, fn() -> Histogram>,
     published: Family<EventTypeLabels, Counter>,
+    dead_lettered: Family<DeadLetterLabels, Counter>,
+    recurring: Family<OutcomeLabels, Counter>,
 }
 
 impl EventMetrics {
@@ -289,6 +300,8 @@ impl EventMetrics {
             lag: Family::default(),
             latency: Family::new_with_constructor(event_histogram),
             published: Family::default(),
+            dead_lettered: Family::default(),
+            recurring: Family::default(),
         };
         registry.register(
             "events_handled",
@@ -315,6 +328,16 @@ impl EventMetrics {
             "events_published",
             "Task events appended to the outbox (created, updated, completed, deleted), by event type",
             metrics.published.clone(),
+        );
+        registry.register(
+            "events_dead_lettered",
+            "Events a consumer could not handle and kept as dead letters, by consumer and reason",
+            metrics.dead_lettered.clone(),
+        );
+        registry.register(
+            "recurring_completions",
+            "Completions of recurring tasks handled by recurring, by outcome (created, already_created, series_ended)",
+            metrics.recurring.clone(),
         );
         metrics
     }
@@ -357,6 +380,27 @@ impl EventMetrics {
                 })
                 .observe(seconds);
         }
+    }
+
+    /// A consumer kept an event it could not handle as a dead letter; `reason` is the
+    /// cause's fixed label.
+    pub fn dead_lettered(&self, consumer: &str, reason: &'static str) {
+        self.dead_lettered
+            .get_or_create(&DeadLetterLabels {
+                consumer: consumer.to_owned(),
+                reason: reason.to_owned(),
+            })
+            .inc();
+    }
+
+    /// `recurring` handled the completion of a recurring task: `created` (its next
+    /// occurrence), `already_created` (it had one), `series_ended` (no next date in range).
+    pub fn recurring_completion(&self, outcome: &'static str) {
+        self.recurring
+            .get_or_create(&OutcomeLabels {
+                outcome: outcome.to_owned(),
+            })
+            .inc();
     }
 
     /// An event of `event_type` was published.
@@ -427,7 +471,8 @@ impl WsMetrics {
 /// Labels of `todo_webhook_attempts_total`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct OutcomeLabels {
-    /// `delivered`, `retry` or `failed`.
+    /// A fixed string per outcome: `delivered`, `retry` or `failed` for webhooks;
+    /// `created`, `already_created` or `series_ended` for recurring completions.
     pub outcome: String,
 }
 
@@ -653,6 +698,9 @@ mod tests {
         metrics.events.observe_latency("ws", -1.0); // clock skew: counted as 0
         metrics.events.observe_latency("ws", f64::NAN); // ignored
         metrics.events.published("task.created");
+        metrics.events.dead_lettered("recurring", "unreadable_data");
+        metrics.events.dead_lettered("recurring", "unreadable_data");
+        metrics.events.recurring_completion("series_ended");
         let text = metrics.encode();
 
         assert_eq!(
@@ -704,6 +752,20 @@ mod tests {
         );
         assert_eq!(
             sample(&text, r#"todo_events_published_total{type="task.created"}"#),
+            Some(1.0)
+        );
+        assert_eq!(
+            sample(
+                &text,
+                r#"todo_events_dead_lettered_total{consumer="recurring",reason="unreadable_data"}"#
+            ),
+            Some(2.0)
+        );
+        assert_eq!(
+            sample(
+                &text,
+                r#"todo_recurring_completions_total{outcome="series_ended"}"#
+            ),
             Some(1.0)
         );
         assert!(text.ends_with("# EOF\n"));

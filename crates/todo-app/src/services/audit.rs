@@ -7,7 +7,7 @@ use todo_bus::Delivery;
 use todo_domain::{AuditEntry, Topic, time};
 use todo_store::Store;
 
-use super::consumer::Handler;
+use super::consumer::{Handler, Reason, Rejected};
 
 /// Consumer writing the audit log.
 pub struct Audit {
@@ -31,20 +31,26 @@ impl Handler for Audit {
         &[Topic::TaskEvents, Topic::Reminders]
     }
 
-    async fn handle(&self, batch: &[Delivery]) -> anyhow::Result<()> {
+    async fn handle(&self, batch: &[Delivery]) -> anyhow::Result<Vec<Rejected>> {
         let now = time::now();
+        let mut rejected = Vec::new();
         let entries: Vec<AuditEntry> = batch
             .iter()
             .filter_map(|d| {
                 let entry = AuditEntry::from_event(&d.event, now);
                 if entry.is_none() {
-                    tracing::warn!(event_id = %d.event.id, "event without user_id; not audited");
+                    // The audit log is per user: an event naming none has no place in it.
+                    rejected.push(Rejected::new(
+                        d,
+                        Reason::NoUserId,
+                        "the event has no data.user_id",
+                    ));
                 }
                 entry
             })
             .collect();
         let new = self.store.record_audit(&entries).await?;
         tracing::debug!(received = entries.len(), recorded = new, "audit batch");
-        Ok(())
+        Ok(rejected)
     }
 }

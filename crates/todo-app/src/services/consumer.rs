@@ -4,6 +4,12 @@
 //! handlers are idempotent. A failing batch is retried with backoff rather than skipped: an
 //! event is never lost because the store was briefly down. Shutdown is checked between
 //! batches, so an in-flight batch is finished and committed first.
+//!
+//! An event a handler can never handle as it is (its data cannot be read, it names no
+//! user) is neither retried for ever nor skipped: the handler reports it as [`Rejected`],
+//! and the loop keeps it as a dead letter in the store, counts it and logs
+//! `event dead-lettered`, before acknowledging the batch. One bad event therefore does not
+//! hold the stream up, and is not lost.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -12,6 +18,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use todo_bus::{Delivery, EventBus, Subscription};
 use todo_domain::Topic;
+use todo_store::{DeadLetter, Store};
 use todo_telemetry::Metrics;
 
 use crate::shutdown::ShutdownSignal;
@@ -26,8 +33,106 @@ pub trait Handler: Send + Sync + 'static {
     fn name(&self) -> &'static str;
     /// Topics consumed.
     fn topics(&self) -> &'static [Topic];
-    /// Handles a batch; must be idempotent, since a batch may be delivered again.
-    async fn handle(&self, batch: &[Delivery]) -> anyhow::Result<()>;
+    /// Handles a batch; must be idempotent, since a batch may be delivered again. Returns
+    /// the events it can never handle (kept as dead letters); an `Err` is a failure worth
+    /// retrying (the store was unavailable, ...), and the whole batch is handled again.
+    async fn handle(&self, batch: &[Delivery]) -> anyhow::Result<Vec<Rejected>>;
+}
+
+/// Why a handler cannot handle an event: the `reason` label of
+/// `todo_events_dead_lettered_total` and of the dead-letter row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reason {
+    /// `data` does not match the event's type (not a task, a field out of range, ...).
+    UnreadableData,
+    /// A `type` this build does not know.
+    UnknownType,
+    /// `data.user_id` is missing, so the event belongs to no one.
+    NoUserId,
+    /// The event could not be rendered as JSON for a client.
+    Unrenderable,
+}
+
+impl Reason {
+    /// The label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::UnreadableData => "unreadable_data",
+            Reason::UnknownType => "unknown_type",
+            Reason::NoUserId => "no_user_id",
+            Reason::Unrenderable => "unrenderable",
+        }
+    }
+}
+
+/// An event of a batch that its handler can never handle as it is: retrying would fail
+/// the same way. It is kept as a dead letter, and the consumer moves on.
+#[derive(Debug, Clone)]
+pub struct Rejected {
+    /// The event and its position.
+    pub delivery: Delivery,
+    /// Why, as a bounded label.
+    pub reason: Reason,
+    /// What went wrong, in words.
+    pub error: String,
+}
+
+impl Rejected {
+    /// `delivery` cannot be handled, because of `error`.
+    pub fn new(delivery: &Delivery, reason: Reason, error: impl std::fmt::Display) -> Self {
+        Rejected {
+            delivery: delivery.clone(),
+            reason,
+            error: error.to_string(),
+        }
+    }
+}
+
+/// Handles `batch`, then keeps what the handler rejected as dead letters (one write), counts
+/// and logs each. An error (handling, or keeping the letters) leaves the batch to retry.
+async fn handle_batch(
+    handler: &dyn Handler,
+    store: &dyn Store,
+    metrics: &Metrics,
+    batch: &[Delivery],
+) -> anyhow::Result<()> {
+    let rejected = handler.handle(batch).await?;
+    if rejected.is_empty() {
+        return Ok(());
+    }
+    let consumer = handler.name();
+    let failed_at = todo_domain::time::now();
+    let letters: Vec<DeadLetter> = rejected
+        .iter()
+        .map(|r| DeadLetter {
+            consumer: consumer.to_owned(),
+            event_id: r.delivery.event.id,
+            event_type: r.delivery.event.event_type.clone(),
+            position: r.delivery.position,
+            // An event that cannot be rendered as JSON (a `Reason::Unrenderable`) is kept
+            // in its debug form rather than not at all.
+            payload: serde_json::to_string(&*r.delivery.event)
+                .unwrap_or_else(|_| format!("{:?}", r.delivery.event)),
+            reason: r.reason.as_str().to_owned(),
+            error: r.error.clone(),
+            failed_at,
+        })
+        .collect();
+    store.record_dead_letters(&letters).await?;
+    for r in &rejected {
+        metrics.events.dead_lettered(consumer, r.reason.as_str());
+        tracing::error!(
+            consumer,
+            event_id = %r.delivery.event.id,
+            event_type = r.delivery.event.event_type.as_str(),
+            task_id = r.delivery.event.subject.as_str(),
+            position = r.delivery.position,
+            reason = r.reason.as_str(),
+            error = r.error.as_str(),
+            "event dead-lettered"
+        );
+    }
+    Ok(())
 }
 
 /// A span carrying an event's identity, so every log line written while handling it names
@@ -74,10 +179,12 @@ async fn subscribe(
     }
 }
 
-/// Runs `handler` until shutdown. `running` is raised while subscribed (for `/readyz`).
+/// Runs `handler` until shutdown, keeping the events it rejects in `store`'s dead letters.
+/// `running` is raised while subscribed (for `/readyz`).
 pub async fn run(
     bus: Arc<dyn EventBus>,
     handler: Arc<dyn Handler>,
+    store: Arc<dyn Store>,
     metrics: Arc<Metrics>,
     running: Arc<AtomicBool>,
     mut shutdown: ShutdownSignal,
@@ -115,7 +222,7 @@ pub async fn run(
         };
         // Handle even if shutdown arrives meanwhile: finish what is in flight.
         let mut attempt = 0;
-        while let Err(e) = handler.handle(&batch).await {
+        while let Err(e) = handle_batch(handler.as_ref(), store.as_ref(), &metrics, &batch).await {
             metrics.events.failed(name, "handler");
             attempt += 1;
             tracing::warn!(

@@ -19,13 +19,17 @@ use tokio::sync::Notify;
 
 use tracing::Instrument;
 
-use super::consumer::{Handler, event_span};
+use super::consumer::{Handler, Reason, Rejected, event_span};
 use crate::shutdown::ShutdownSignal;
 
 /// Reminders delivered per transaction.
 const DELIVERY_BATCH: i64 = 100;
 /// Longest sleep without looking: guards against wall-clock jumps, not a polling interval.
 const MAX_SLEEP: Duration = Duration::from_secs(300);
+
+/// What an event asks of a task's reminder: the task, the version the plan reflects, and
+/// the plan.
+type Planned = (todo_domain::Task, i64, ReminderPlan);
 
 /// Consumer planning reminders from task events.
 pub struct Planner {
@@ -42,19 +46,19 @@ impl Planner {
         }
     }
 
-    /// What one event asks of the schedule, or `None` when it cannot change it.
+    /// What one event asks of the schedule, `None` when it cannot change it, or why the
+    /// event cannot be read (an unknown type, data that is not a task).
     fn plan_for(
         event: &todo_domain::CloudEvent,
         now: time::Timestamp,
-    ) -> Option<(todo_domain::Task, i64, ReminderPlan)> {
-        let kind = event.kind().ok()?;
-        let task = match event.task_data() {
-            Ok(data) => data.task,
-            Err(e) => {
-                tracing::warn!(event_id = %event.id, error = %e, "unreadable task event skipped");
-                return None;
-            }
-        };
+    ) -> Result<Option<Planned>, (Reason, String)> {
+        let kind = event
+            .kind()
+            .map_err(|e| (Reason::UnknownType, e.to_string()))?;
+        let task = event
+            .task_data()
+            .map_err(|e| (Reason::UnreadableData, e.to_string()))?
+            .task;
         // A deletion is a change after the task's last version.
         let version = if kind == EventType::TaskDeleted {
             task.version + 1
@@ -64,16 +68,16 @@ impl Planner {
         let plan = ReminderPlan::for_task(kind, &task, now);
         if kind == EventType::TaskCreated && plan == ReminderPlan::Cancel {
             // A new task without a reminder: there is nothing to cancel.
-            return None;
+            return Ok(None);
         }
-        Some((task, version, plan))
+        Ok(Some((task, version, plan)))
     }
 
     /// Applies one event's plan; returns whether the schedule changed.
     async fn plan_one(
         &self,
         event: &todo_domain::CloudEvent,
-        (task, version, plan): (todo_domain::Task, i64, ReminderPlan),
+        (task, version, plan): Planned,
         now: time::Timestamp,
     ) -> anyhow::Result<bool> {
         let traceparent = event
@@ -102,12 +106,18 @@ impl Handler for Planner {
         &[Topic::TaskEvents]
     }
 
-    async fn handle(&self, batch: &[Delivery]) -> anyhow::Result<()> {
+    async fn handle(&self, batch: &[Delivery]) -> anyhow::Result<Vec<Rejected>> {
         let now = time::now();
         let mut changed = false;
+        let mut rejected = Vec::new();
         for delivery in batch {
-            let Some(planned) = Self::plan_for(&delivery.event, now) else {
-                continue;
+            let planned = match Self::plan_for(&delivery.event, now) {
+                Ok(Some(planned)) => planned,
+                Ok(None) => continue,
+                Err((reason, error)) => {
+                    rejected.push(Rejected::new(delivery, reason, error));
+                    continue;
+                }
             };
             let span = event_span(self.name(), &delivery.event);
             changed |= self
@@ -118,7 +128,7 @@ impl Handler for Planner {
         if changed {
             self.schedule_changed.notify_one();
         }
-        Ok(())
+        Ok(rejected)
     }
 }
 

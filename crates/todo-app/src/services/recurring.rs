@@ -1,4 +1,8 @@
 //! `recurring`: when an occurrence of a recurring task is completed, creates the next one.
+//!
+//! A series ends when its next due date would fall outside years 1970–9999
+//! ([`todo_domain::Recurrence::next_due`] gives none): the completion is handled, creating
+//! nothing, and counted as `series_ended`.
 
 use std::sync::Arc;
 
@@ -6,17 +10,18 @@ use async_trait::async_trait;
 use todo_bus::Delivery;
 use todo_domain::{CloudEvent, EventType, Task, Topic, TraceParent, time};
 use todo_store::Store;
+use todo_telemetry::Metrics;
 use uuid::Uuid;
 
 use tracing::Instrument;
 
-use super::consumer::{Handler, event_span};
+use super::consumer::{Handler, Reason, Rejected, event_span};
 
 const SERVICE: &str = "recurring";
 
 /// The next occurrence of `done` (a completed recurring task), stepping its due date from
-/// the previous one with the series' anchor day. `None` for a one-off task or past the
-/// calendar's end.
+/// the previous one with the series' anchor day. `None` for a one-off task, a task without
+/// a due date, or when the step leaves years 1970–9999: the series has ended.
 pub fn next_occurrence(
     done: &Task,
     anchor_day: Option<u32>,
@@ -42,25 +47,25 @@ pub fn next_occurrence(
 /// Consumer creating next occurrences.
 pub struct Recurring {
     store: Arc<dyn Store>,
+    metrics: Arc<Metrics>,
 }
 
 impl Recurring {
-    /// A handler over `store`.
-    pub fn new(store: Arc<dyn Store>) -> Self {
-        Recurring { store }
+    /// A handler over `store`, counting outcomes in `metrics`.
+    pub fn new(store: Arc<dyn Store>, metrics: Arc<Metrics>) -> Self {
+        Recurring { store, metrics }
     }
 
-    /// Handles one `task.completed` event (the caller passes no other kind).
-    async fn handle_one(&self, event: &CloudEvent) -> anyhow::Result<()> {
+    /// Handles one `task.completed` event (the caller passes no other kind). Returns the
+    /// event as rejected when its data is not a task.
+    async fn handle_one(&self, delivery: &Delivery) -> anyhow::Result<Option<Rejected>> {
+        let event = &*delivery.event;
         let done = match event.task_data() {
             Ok(data) => data.task,
-            Err(e) => {
-                tracing::warn!(event_id = %event.id, error = %e, "unreadable task.completed event skipped");
-                return Ok(());
-            }
+            Err(e) => return Ok(Some(Rejected::new(delivery, Reason::UnreadableData, e))),
         };
         if done.recurrence.is_none() {
-            return Ok(());
+            return Ok(None);
         }
         // The anchor day is kept on the stored row; the event carries only the public shape.
         let anchor = self
@@ -71,8 +76,15 @@ impl Recurring {
             .or_else(|| done.anchor_day());
         let now = time::now();
         let Some(next) = next_occurrence(&done, anchor, Uuid::now_v7(), now) else {
-            tracing::warn!(task_id = %done.id, "no next occurrence: due date out of range");
-            return Ok(());
+            // Input requires a due date with a recurrence, so this is the end of the range.
+            self.metrics.events.recurring_completion("series_ended");
+            tracing::info!(
+                task_id = %done.id,
+                event_id = %event.id,
+                due_at = done.due_at.map(|d| time::format_rfc3339(&d)).unwrap_or_default(),
+                "recurring series ended: no next due date within years 1970-9999"
+            );
+            return Ok(None);
         };
         let trace = event
             .traceparent
@@ -92,9 +104,12 @@ impl Recurring {
             .spawn_next_occurrence(done.id, &next, &created)
             .await?
         {
+            self.metrics.events.recurring_completion("created");
             tracing::info!(next_task_id = %next.id, "next occurrence created");
+        } else {
+            self.metrics.events.recurring_completion("already_created");
         }
-        Ok(())
+        Ok(None)
     }
 }
 
@@ -108,16 +123,18 @@ impl Handler for Recurring {
         &[Topic::TaskEvents]
     }
 
-    async fn handle(&self, batch: &[Delivery]) -> anyhow::Result<()> {
+    async fn handle(&self, batch: &[Delivery]) -> anyhow::Result<Vec<Rejected>> {
+        let mut rejected = Vec::new();
         for delivery in batch {
-            // Only completions concern this consumer: skip the rest before opening a span.
+            // Only completions concern this consumer; every other type (including one this
+            // build does not know) asks nothing of it. Skip them before opening a span.
             if delivery.event.kind().ok() != Some(EventType::TaskCompleted) {
                 continue;
             }
             let span = event_span(self.name(), &delivery.event);
-            self.handle_one(&delivery.event).instrument(span).await?;
+            rejected.extend(self.handle_one(delivery).instrument(span).await?);
         }
-        Ok(())
+        Ok(rejected)
     }
 }
 
@@ -153,5 +170,20 @@ mod tests {
         );
         let after = next_occurrence(&next, Some(31), Uuid::now_v7(), now).unwrap();
         assert_eq!(after.due_at, time::parse_rfc3339("2027-03-31T09:00:00Z"));
+    }
+
+    #[test]
+    fn a_series_whose_next_due_date_leaves_the_year_9999_has_no_next_occurrence() {
+        let now = time::parse_rfc3339("2026-11-22T10:00:00Z").unwrap();
+        let done = CreateTask::parse(&serde_json::json!({
+            "title": "x", "due_at": "9999-12-31T23:59:59Z",
+            "recurrence": {"frequency": "yearly", "interval": 365}
+        }))
+        .unwrap()
+        .into_task(Uuid::now_v7(), "alice", now);
+        assert_eq!(
+            next_occurrence(&done, done.anchor_day(), Uuid::now_v7(), now),
+            None
+        );
     }
 }

@@ -14,7 +14,7 @@ use todo_domain::Topic;
 use todo_telemetry::Metrics;
 use tokio::sync::{mpsc, oneshot};
 
-use super::consumer::Handler;
+use super::consumer::{Handler, Reason, Rejected};
 
 /// Why the server closes a client.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -189,20 +189,32 @@ impl Handler for Sync {
         &[Topic::TaskEvents, Topic::Reminders]
     }
 
-    async fn handle(&self, batch: &[Delivery]) -> anyhow::Result<()> {
+    async fn handle(&self, batch: &[Delivery]) -> anyhow::Result<Vec<Rejected>> {
+        let mut rejected = Vec::new();
         for delivery in batch {
             let Some(user_id) = delivery.event.user_id() else {
+                // Pushed only to its owner's clients: an event naming none reaches no one.
+                rejected.push(Rejected::new(
+                    delivery,
+                    Reason::NoUserId,
+                    "the event has no data.user_id",
+                ));
                 continue;
             };
-            self.hub.publish_with(user_id, || match serde_json::to_string(&*delivery.event) {
-                Ok(json) => Some(json.into()),
-                Err(e) => {
-                    tracing::error!(event_id = %delivery.event.id, error = %e, "event not renderable; not sent");
-                    None
-                }
-            });
+            let mut unrenderable = None;
+            self.hub
+                .publish_with(user_id, || match serde_json::to_string(&*delivery.event) {
+                    Ok(json) => Some(json.into()),
+                    Err(e) => {
+                        unrenderable = Some(e);
+                        None
+                    }
+                });
+            if let Some(e) = unrenderable {
+                rejected.push(Rejected::new(delivery, Reason::Unrenderable, e));
+            }
         }
-        Ok(())
+        Ok(rejected)
     }
 }
 

@@ -15,12 +15,15 @@ fn migrations() -> Migrations<'static> {
         M::up(include_str!(
             "../../migrations/sqlite/0003_list_filters_in_index.sql"
         )),
+        M::up(include_str!(
+            "../../migrations/sqlite/0004_dead_letters.sql"
+        )),
     ];
     Migrations::from_slice(ALL)
 }
 
 /// How many migrations this build knows.
-pub(super) const LATEST: i64 = 3;
+pub(super) const LATEST: i64 = 4;
 
 /// Brings the schema up to date.
 pub(super) fn to_latest(conn: &mut Connection) -> Result<()> {

@@ -7,6 +7,7 @@
 
 mod checkpoint;
 mod conn;
+mod dead_letters;
 mod events;
 mod migrate;
 mod reminders;
@@ -26,8 +27,8 @@ use todo_domain::{AuditEntry, CloudEvent, Reminder, ReminderPlan, Task, TaskQuer
 use uuid::Uuid;
 
 use crate::{
-    AuditQuery, PageQuery, Result, Store, StoreError, StoredEvent, TailRead, WebhookDelivery,
-    WebhookOutcome,
+    AuditQuery, DeadLetter, PageQuery, Result, Store, StoreError, StoredDeadLetter, StoredEvent,
+    TailRead, WebhookDelivery, WebhookOutcome,
 };
 use checkpoint::Checkpointer;
 use conn::{Options, Readers};
@@ -282,6 +283,22 @@ impl Store for SqliteStore {
         let consumer = consumer.to_owned();
         self.writer
             .write(move |ctx| events::commit_position(ctx.conn, &consumer, position))
+            .await
+    }
+
+    async fn record_dead_letters(&self, letters: &[DeadLetter]) -> Result<()> {
+        if letters.is_empty() {
+            return Ok(());
+        }
+        let letters = letters.to_vec();
+        self.writer
+            .write(move |ctx| dead_letters::record(ctx.conn, &letters))
+            .await
+    }
+
+    async fn list_dead_letters(&self, limit: i64) -> Result<Vec<StoredDeadLetter>> {
+        self.readers
+            .read(move |c| dead_letters::list(c, limit))
             .await
     }
 
