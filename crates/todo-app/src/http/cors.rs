@@ -102,10 +102,10 @@ pub async fn apply(State(cors): State<Arc<Cors>>, request: Request, next: Next) 
 /// front): its host and port are the request's `Host`. Such a page needs no CORS, so it
 /// needs no listing either.
 fn same_origin(origin: &HeaderValue, host: Option<&HeaderValue>) -> bool {
-    let authority = origin
-        .to_str()
-        .ok()
-        .and_then(|o| o.strip_prefix("http://").or_else(|| o.strip_prefix("https://")));
+    let authority = origin.to_str().ok().and_then(|o| {
+        o.strip_prefix("http://")
+            .or_else(|| o.strip_prefix("https://"))
+    });
     match (authority, host.and_then(|h| h.to_str().ok())) {
         (Some(authority), Some(host)) => authority.eq_ignore_ascii_case(host),
         _ => false,

@@ -175,7 +175,7 @@ mod tests {
     #[test]
     fn a_series_whose_next_due_date_leaves_the_year_9999_has_no_next_occurrence() {
         let now = time::parse_rfc3339("2026-11-22T10:00:00Z").unwrap();
-        let done = CreateTask::parse(&serde_json::json!({
+        let done = CreateTask::from_json(&serde_json::json!({
             "title": "x", "due_at": "9999-12-31T23:59:59Z",
             "recurrence": {"frequency": "yearly", "interval": 365}
         }))
