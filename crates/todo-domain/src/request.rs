@@ -7,8 +7,8 @@
 //! from these types; the patterns come from [`crate::text`] and [`crate::time`], whose
 //! tests prove that the patterns accept exactly what the checks accept.
 
+use serde::Deserialize;
 use serde::de::{DeserializeOwned, Deserializer};
-use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::ToSchema;
 use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, SchemaFormat, SchemaType, Type};
@@ -50,17 +50,8 @@ impl<'de, T: DeserializeOwned> Deserialize<'de> for Sent<T> {
     }
 }
 
-impl<T: Serialize> Serialize for Sent<T> {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        match self {
-            Sent::Value(v) => v.serialize(s),
-            _ => s.serialize_none(),
-        }
-    }
-}
-
 /// A JSON integer: what JSON Schema's `integer` means, so `15` and `15.0` alike.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Integer(pub i64);
 
 impl<'de> Deserialize<'de> for Integer {
@@ -79,87 +70,101 @@ impl<'de> Deserialize<'de> for Integer {
 }
 
 /// Body of `POST /api/{user_id}/tasks`. Only `title` is required; unknown fields are ignored.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, ToSchema)]
 pub struct NewTaskRequest {
     /// 1–200 characters once leading and trailing whitespace is trimmed (the pattern says
     /// exactly this), without control characters.
     #[schema(schema_with = title_schema, required = true)]
+    #[serde(default)]
     pub title: Sent<String>,
     /// Up to 2000 characters; control characters other than tab, line feed and carriage
     /// return are refused. `null` or absent: no description.
     #[schema(schema_with = description_schema)]
+    #[serde(default)]
     pub description: Sent<String>,
     /// `high`, `medium` or `low`; absent or `null` means `medium`.
     #[schema(value_type = Option<Priority>)]
+    #[serde(default)]
     pub priority: Sent<Priority>,
     /// At most 10 entries of 1–32 characters after trimming, without control characters;
     /// stored lower-case with duplicates removed.
     #[schema(schema_with = tags_schema)]
+    #[serde(default)]
     pub tags: Sent<Vec<Sent<String>>>,
     /// When the task is due (see the pattern's description for the range); required when
     /// `recurrence` is set.
     #[schema(schema_with = nullable_timestamp_schema)]
+    #[serde(default)]
     pub due_at: Sent<String>,
     /// Minutes before `due_at` to remind (0–525600). Absent with a `due_at`: 15; `null`: no
     /// reminder.
     #[schema(value_type = Option<i64>, minimum = 0, maximum = 525_600)]
+    #[serde(default)]
     pub remind_before_minutes: Sent<Integer>,
     /// How the task repeats; needs `due_at`. `null` or absent: a one-off.
     #[schema(value_type = Option<RecurrenceRequest>)]
+    #[serde(default)]
     pub recurrence: Sent<RecurrenceRequest>,
 }
 
 /// Body of `PUT .../tasks/{id}`: fields present are set, absent kept, `null` clears (a
 /// `null` priority resets it to `medium`). Unknown fields, and the task's read-only fields
 /// (`id`, `version`, ...), are ignored, so a fetched task can be sent back whole.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, ToSchema)]
 pub struct TaskUpdateRequest {
     /// New title, as on creation; it cannot be `null`.
     #[schema(schema_with = title_schema)]
+    #[serde(default)]
     pub title: Sent<String>,
     /// New description, or `null` to clear it.
     #[schema(schema_with = description_schema)]
+    #[serde(default)]
     pub description: Sent<String>,
     /// New priority; `null` resets it to `medium`.
     #[schema(value_type = Option<Priority>)]
+    #[serde(default)]
     pub priority: Sent<Priority>,
     /// New tags; `null` clears them.
     #[schema(schema_with = tags_schema)]
+    #[serde(default)]
     pub tags: Sent<Vec<Sent<String>>>,
     /// New due date, or `null` (refused while the task keeps a recurrence).
     #[schema(schema_with = nullable_timestamp_schema)]
+    #[serde(default)]
     pub due_at: Sent<String>,
     /// New reminder offset, or `null` to disable reminders.
     #[schema(value_type = Option<i64>, minimum = 0, maximum = 525_600)]
+    #[serde(default)]
     pub remind_before_minutes: Sent<Integer>,
     /// New recurrence, or `null` for a one-off.
     #[schema(value_type = Option<RecurrenceRequest>)]
+    #[serde(default)]
     pub recurrence: Sent<RecurrenceRequest>,
     /// Completion, as `PATCH .../complete` with a body sets it.
     #[schema(value_type = bool)]
+    #[serde(default)]
     pub completed: Sent<bool>,
 }
 
 /// A repeat rule as sent. Unknown fields are ignored.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, ToSchema)]
 pub struct RecurrenceRequest {
     /// The unit.
     #[schema(value_type = Frequency, required = true)]
+    #[serde(default)]
     pub frequency: Sent<Frequency>,
     /// Units between occurrences, 1–365; absent or `null` means 1.
-    #[schema(value_type = Option<i64>, minimum = 1, maximum = 365)]
+    #[schema(value_type = Option<i64>, minimum = 1, maximum = 365, default = 1)]
+    #[serde(default)]
     pub interval: Sent<Integer>,
 }
 
 /// Body of `PATCH .../complete`. Without a body, or with `{}`, completion toggles.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, ToSchema)]
 pub struct CompleteRequest {
     /// The state to set.
     #[schema(value_type = bool)]
+    #[serde(default)]
     pub completed: Sent<bool>,
 }
 
