@@ -1386,6 +1386,43 @@ async fn a_malformed_or_foreign_cursor_is_a_422_naming_cursor() {
     ] {
         assert_invalid(&list(&app, "alice", &query).await, "cursor");
     }
+    // Forged cursors for the right sort whose key or id no page of that sort would hold.
+    let id = "01a230b6-6449-74bc-9d70-3eacf623c64c";
+    for (query, forged) in [
+        (
+            "sort=title&order=asc",
+            json!({"s": "title", "d": false, "k": 5, "i": id}),
+        ),
+        (
+            "sort=created_at",
+            json!({"s": "created_at", "d": true, "k": "text", "i": id}),
+        ),
+        (
+            "sort=priority",
+            json!({"s": "priority", "d": true, "k": 7, "i": id}),
+        ),
+        (
+            "sort=due_at&order=asc",
+            json!({"s": "due_at", "d": false, "k": 1, "i": "not-a-uuid"}),
+        ),
+    ] {
+        let cursor = URL_SAFE_NO_PAD.encode(forged.to_string());
+        assert_invalid(
+            &list(&app, "alice", &format!("{query}&cursor={cursor}")).await,
+            "cursor",
+        );
+    }
+    let forged = json!({"s": "reminders", "d": true, "k": 1, "i": "x'; --"});
+    let reply = send(app.request(
+        Method::GET,
+        "alice",
+        &format!(
+            "/reminders?cursor={}",
+            URL_SAFE_NO_PAD.encode(forged.to_string())
+        ),
+    ))
+    .await;
+    assert_invalid(&reply, "cursor");
 
     // A cursor from another list (the audit log) is refused by the task list.
     let audit_cursor = eventually(Duration::from_secs(10), || async {

@@ -69,6 +69,12 @@ impl Cursor {
         Ok(cursor)
     }
 
+    /// The tie-breaking id as a UUID (tasks, reminders and notifications break ties on a
+    /// task id), or `Malformed`.
+    pub fn uuid_id(&self) -> Result<uuid::Uuid, CursorError> {
+        self.id.parse().map_err(|_| CursorError::Malformed)
+    }
+
     /// The integer key, or `Malformed` if the cursor holds text.
     pub fn int_key(&self) -> Result<i64, CursorError> {
         match self.key {

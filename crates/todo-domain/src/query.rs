@@ -1,6 +1,6 @@
 //! The task list query: filters, sort, order, page size and cursor, checked field by field.
 
-use crate::cursor::{Cursor, CursorKey};
+use crate::cursor::{Cursor, CursorError, CursorKey};
 use crate::error::ValidationErrors;
 use crate::input::{MAX_TAGS, normalize_tag};
 use crate::task::{Priority, Task};
@@ -57,6 +57,26 @@ impl SortKey {
         match self {
             SortKey::CreatedAt | SortKey::Priority => Order::Desc,
             SortKey::DueAt | SortKey::Title => Order::Asc,
+        }
+    }
+
+    /// Refuses a cursor whose key or id could not have come from a page of this sort: a
+    /// store binds them as they are, and a database that types its columns would fail on
+    /// a forged one instead of answering 422.
+    pub fn check_cursor(self, cursor: Cursor) -> Result<Cursor, CursorError> {
+        let fits = match (self, &cursor.key) {
+            (SortKey::Title, CursorKey::Text(title)) => {
+                title.chars().count() <= crate::input::MAX_TITLE
+            }
+            (SortKey::Priority, CursorKey::Int(rank)) => Priority::from_rank(*rank).is_some(),
+            (SortKey::CreatedAt | SortKey::DueAt, CursorKey::Int(_)) => true,
+            _ => false,
+        };
+        cursor.uuid_id()?;
+        if fits {
+            Ok(cursor)
+        } else {
+            Err(CursorError::Malformed)
         }
     }
 
@@ -221,16 +241,19 @@ impl TaskQuery {
             }
         };
         let limit = parse_limit(last("limit"), &mut errors);
-        let after =
-            last("cursor")
-                .filter(|raw| !raw.is_empty())
-                .and_then(|raw| match Cursor::decode(raw, sort.as_str(), descending) {
+        let after = last("cursor")
+            .filter(|raw| !raw.is_empty())
+            .and_then(|raw| {
+                match Cursor::decode(raw, sort.as_str(), descending)
+                    .and_then(|cursor| sort.check_cursor(cursor))
+                {
                     Ok(cursor) => Some(cursor),
                     Err(e) => {
                         errors.push("cursor", e.to_string());
                         None
                     }
-                });
+                }
+            });
         errors.into_result(TaskQuery {
             status,
             priority,

@@ -49,10 +49,12 @@ fn last<'a>(pairs: &'a [(String, String)], name: &str) -> Option<&'a str> {
         .map(|(_, v)| v.as_str())
 }
 
-/// Reads `limit` and `cursor` for a list sorted by one integer key (descending).
+/// Reads `limit` and `cursor` for a list sorted by one integer key (descending); with
+/// `uuid_ids` the cursor's tie-breaking id must be a UUID (a task id), else any text.
 fn page(
     pairs: &[(String, String)],
     list: &str,
+    uuid_ids: bool,
     errors: &mut ValidationErrors,
 ) -> (i64, Option<Seek>) {
     let limit = parse_limit(last(pairs, "limit"), errors);
@@ -60,6 +62,9 @@ fn page(
         .filter(|raw| !raw.is_empty())
         .and_then(|raw| {
             match Cursor::decode(raw, list, true).and_then(|c| {
+                if uuid_ids {
+                    c.uuid_id()?;
+                }
                 Ok(Seek {
                     key: c.int_key()?,
                     id: c.id,
@@ -130,7 +135,7 @@ pub async fn list_audit(
         raw.to_owned()
     });
     // Audit cursors hold the last entry's occurred_at (as the key) and sequence number.
-    let (limit, after) = page(&pairs, "audit", &mut errors);
+    let (limit, after) = page(&pairs, "audit", false, &mut errors);
     let before = after.and_then(|seek| {
         let position = seek
             .id
@@ -176,7 +181,7 @@ pub async fn list_reminders(
     QueryPairs(pairs): QueryPairs,
 ) -> Result<Json<ReminderPage>, ApiError> {
     let mut errors = ValidationErrors::default();
-    let (limit, after) = page(&pairs, "reminders", &mut errors);
+    let (limit, after) = page(&pairs, "reminders", true, &mut errors);
     errors.into_result(())?;
     let mut items = state
         .store
@@ -205,7 +210,7 @@ pub async fn list_notifications(
     QueryPairs(pairs): QueryPairs,
 ) -> Result<Json<NotificationPage>, ApiError> {
     let mut errors = ValidationErrors::default();
-    let (limit, after) = page(&pairs, "notifications", &mut errors);
+    let (limit, after) = page(&pairs, "notifications", true, &mut errors);
     errors.into_result(())?;
     let mut rows = state
         .store
