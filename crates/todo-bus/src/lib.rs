@@ -19,12 +19,15 @@ use todo_domain::{CloudEvent, Topic};
 /// Result with [`BusError`].
 pub type Result<T, E = BusError> = std::result::Result<T, E>;
 
-/// What can go wrong on the bus.
+/// What can go wrong on the bus, whatever carries it (the in-process log or a broker).
 #[derive(Debug, thiserror::Error)]
 pub enum BusError {
-    /// The store behind the in-process bus failed.
+    /// The log or broker can't be reached or is busy: worth a retry.
     #[error("event log unavailable: {0}")]
-    Store(#[from] todo_store::StoreError),
+    Unavailable(String),
+    /// Reading or committing failed for another reason.
+    #[error("event log failed: {0}")]
+    Failed(String),
     /// The configured bus is not built into this binary.
     #[error("{0}")]
     Unsupported(String),
@@ -34,8 +37,20 @@ impl BusError {
     /// A short, bounded label for metrics and logs.
     pub fn kind(&self) -> &'static str {
         match self {
-            BusError::Store(e) => e.kind(),
+            BusError::Unavailable(_) => "unavailable",
+            BusError::Failed(_) => "failed",
             BusError::Unsupported(_) => "unsupported",
+        }
+    }
+}
+
+/// The in-process bus reads the store's log: its failures keep their class.
+impl From<todo_store::StoreError> for BusError {
+    fn from(e: todo_store::StoreError) -> Self {
+        if e.is_unavailable() {
+            BusError::Unavailable(e.to_string())
+        } else {
+            BusError::Failed(e.to_string())
         }
     }
 }

@@ -15,9 +15,9 @@ pub enum StoreError {
         /// The version actually stored.
         current: i64,
     },
-    /// The database failed.
+    /// The database failed (a bug, a constraint, a broken file): the engine's message.
     #[error("database error: {0}")]
-    Database(#[from] rusqlite::Error),
+    Database(String),
     /// The database cannot take the work now: busy, out of space, an I/O error, or the
     /// writer queue too long. Worth a 503 and a retry.
     #[error("database unavailable: {0}")]
@@ -51,29 +51,9 @@ impl StoreError {
     }
 
     /// Whether the database is unreachable, busy or out of space (worth a 503 and a retry)
-    /// rather than broken.
+    /// rather than broken. Each engine sorts its errors into these two when converting them.
     pub fn is_unavailable(&self) -> bool {
-        use rusqlite::ErrorCode::{
-            CannotOpen, DatabaseBusy, DatabaseLocked, DiskFull, SystemIoFailure,
-        };
-        match self {
-            StoreError::Unavailable(_) => true,
-            StoreError::Database(rusqlite::Error::SqliteFailure(e, _)) => matches!(
-                e.code,
-                DatabaseBusy | DatabaseLocked | SystemIoFailure | DiskFull | CannotOpen
-            ),
-            _ => false,
-        }
-    }
-
-    /// The same failure, for another caller whose work it also undid (errors are not
-    /// `Clone`; what matters to each caller is the class and the message).
-    pub(crate) fn shared(&self) -> StoreError {
-        if self.is_unavailable() {
-            StoreError::Unavailable(self.to_string())
-        } else {
-            StoreError::Failed(self.to_string())
-        }
+        matches!(self, StoreError::Unavailable(_))
     }
 }
 

@@ -7,6 +7,7 @@
 
 mod error;
 pub mod model;
+#[cfg(feature = "sqlite")]
 pub mod sqlite;
 
 use std::sync::Arc;
@@ -183,7 +184,12 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
 /// Opens the store named by `database_url` (`sqlite://path` or `sqlite::memory:`).
 pub async fn connect(database_url: &str) -> Result<Arc<dyn Store>> {
     if database_url.starts_with("sqlite:") {
-        Ok(Arc::new(sqlite::SqliteStore::connect(database_url).await?))
+        #[cfg(feature = "sqlite")]
+        return Ok(Arc::new(sqlite::SqliteStore::connect(database_url).await?));
+        #[cfg(not(feature = "sqlite"))]
+        return Err(StoreError::Unsupported(
+            "SQLite is not built into this binary (cargo feature `sqlite`)".into(),
+        ));
     } else if database_url.starts_with("postgres:") || database_url.starts_with("postgresql:") {
         Err(StoreError::Unsupported(
             "PostgreSQL is not built into this binary yet; use a sqlite:// DATABASE_URL".into(),

@@ -8,6 +8,7 @@
 mod checkpoint;
 mod conn;
 mod dead_letters;
+mod errors;
 mod events;
 mod migrate;
 mod reminders;
