@@ -3,9 +3,10 @@
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::event::EventType;
+use crate::event::{CloudEvent, EventType, ReminderData};
 use crate::task::Task;
 use crate::time::{Timestamp, rfc3339};
+use crate::trace::TraceParent;
 
 /// Where a reminder is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -175,6 +176,53 @@ impl ReminderPlan {
     }
 }
 
+/// The service whose events these are.
+const SERVICE: &str = "notification";
+
+impl Reminder {
+    /// What `reminder.*` events carry about this reminder.
+    pub fn event_data(&self) -> ReminderData {
+        ReminderData {
+            user_id: self.user_id.clone(),
+            task_id: self.task_id,
+            title: self.title.clone(),
+            due_at: self.due_at,
+            remind_at: self.remind_at,
+        }
+    }
+
+    /// The `reminder.scheduled` event a store writes with this reminder, when
+    /// [`announces_schedule`] says so; `time` is taken under the store's write lock.
+    pub fn scheduled_event(&self, time: Timestamp, traceparent: Option<String>) -> CloudEvent {
+        CloudEvent::reminder(
+            EventType::ReminderScheduled,
+            SERVICE,
+            &self.event_data(),
+            time,
+            traceparent,
+        )
+    }
+
+    /// The `reminder.due` event of a delivery: a trace of its own, since no request caused it.
+    pub fn due_event(&self, now: Timestamp) -> CloudEvent {
+        CloudEvent::reminder(
+            EventType::ReminderDue,
+            SERVICE,
+            &self.event_data(),
+            now,
+            Some(TraceParent::new_root().header()),
+        )
+    }
+}
+
+/// Whether storing `next` over `existing` schedules something new (a first schedule, a
+/// moved `remind_at`, or a cancelled or sent one scheduled again): then a
+/// `reminder.scheduled` event goes with it.
+pub fn announces_schedule(existing: Option<&Reminder>, next: &Reminder) -> bool {
+    next.status == ReminderStatus::Scheduled
+        && existing.is_none_or(|r| r.remind_at != next.remind_at || r.status != next.status)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -262,5 +310,42 @@ mod tests {
             .unwrap();
         assert_eq!(again.status, ReminderStatus::Scheduled);
         assert_eq!(again.remind_at, ts("2026-12-02T08:45:00Z"));
+    }
+
+    #[test]
+    fn a_schedule_is_announced_when_it_is_new_moved_or_revived_and_not_otherwise() {
+        let reminder = Reminder {
+            task_id: Uuid::now_v7(),
+            user_id: "alice".into(),
+            title: "Pay rent".into(),
+            remind_at: ts("2030-12-01T08:45:00Z"),
+            due_at: ts("2030-12-01T09:00:00Z"),
+            status: ReminderStatus::Scheduled,
+            task_version: 1,
+        };
+        assert!(announces_schedule(None, &reminder));
+        assert!(!announces_schedule(Some(&reminder), &reminder));
+        let moved = Reminder {
+            remind_at: ts("2030-12-01T08:00:00Z"),
+            ..reminder.clone()
+        };
+        assert!(announces_schedule(Some(&reminder), &moved));
+        let cancelled = Reminder {
+            status: ReminderStatus::Cancelled,
+            ..reminder.clone()
+        };
+        assert!(announces_schedule(Some(&cancelled), &reminder));
+        assert!(!announces_schedule(Some(&reminder), &cancelled));
+
+        let event = reminder.scheduled_event(ts("2030-11-01T00:00:00Z"), None);
+        assert_eq!(event.event_type, "reminder.scheduled");
+        assert_eq!(event.source, "todo/notification");
+        assert_eq!(event.reminder_data().unwrap(), reminder.event_data());
+        let due = reminder.due_event(ts("2030-12-01T08:45:00Z"));
+        assert_eq!(due.event_type, "reminder.due");
+        assert!(
+            due.traceparent.is_some(),
+            "a delivery starts a trace of its own"
+        );
     }
 }
