@@ -291,6 +291,11 @@ pub struct ServeSettings {
     )]
     pub cors_origins: CorsOrigins,
 
+    /// Milliseconds a request may take (reading its body included) before it is answered
+    /// 503; the WebSocket stream itself is not bounded, only its handshake.
+    #[arg(long, env = "TODO_REQUEST_TIMEOUT_MS", default_value_t = 30_000, value_parser = clap::value_parser!(u64).range(10..=3_600_000))]
+    pub request_timeout_ms: u64,
+
     /// Seconds allowed for a graceful shutdown.
     #[arg(long, env = "TODO_SHUTDOWN_TIMEOUT_SECS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=300))]
     pub shutdown_timeout_secs: u64,

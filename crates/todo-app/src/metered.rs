@@ -61,6 +61,10 @@ impl Store for MeteredStore {
         self.timed("ping", self.inner.ping()).await
     }
 
+    async fn ping_writer(&self) -> Result<()> {
+        self.timed("ping_writer", self.inner.ping_writer()).await
+    }
+
     fn appended(&self) -> tokio::sync::watch::Receiver<u64> {
         self.inner.appended()
     }

@@ -80,6 +80,7 @@ impl Application {
             shutdown: signal,
             services: settings.services.clone(),
             ws_ping: Duration::from_secs(settings.ws_ping_secs),
+            request_timeout: Duration::from_millis(settings.request_timeout_ms),
             cors_origins: settings.cors_origins.clone(),
             openapi: Arc::default(),
         });

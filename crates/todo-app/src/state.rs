@@ -54,6 +54,8 @@ pub struct Shared {
     pub services: ServiceSet,
     /// WebSocket keep-alive interval.
     pub ws_ping: Duration,
+    /// The most a request may take before it is answered 503.
+    pub request_timeout: Duration,
     /// Origins whose browser pages may call the API and open the WebSocket.
     pub cors_origins: CorsOrigins,
     /// The OpenAPI document, set once the router is built.

@@ -30,6 +30,12 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// Runs a trivial query: the store is reachable and answering.
     async fn ping(&self) -> Result<()>;
 
+    /// Takes a round trip through the write path: fails (or hangs, so callers bound it)
+    /// when writes are stuck although reads still answer. By default the same as `ping`.
+    async fn ping_writer(&self) -> Result<()> {
+        self.ping().await
+    }
+
     /// A signal bumped after every commit that appended to the outbox in this process, so
     /// in-process consumers wake at once instead of polling.
     fn appended(&self) -> tokio::sync::watch::Receiver<u64>;

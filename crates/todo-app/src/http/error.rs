@@ -50,6 +50,9 @@ pub enum ApiError {
     /// 422: fields failed validation.
     #[error(transparent)]
     Validation(#[from] ValidationErrors),
+    /// 503: the request ran past `TODO_REQUEST_TIMEOUT_MS`.
+    #[error("the request did not finish within {} ms; a write may or may not have been applied, so check before retrying it", .0.as_millis())]
+    Timeout(std::time::Duration),
     /// 503: a dependency is down.
     #[error("{0}")]
     Unavailable(String),
@@ -91,7 +94,7 @@ impl ApiError {
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Unavailable(_) | ApiError::Timeout(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -108,6 +111,7 @@ impl ApiError {
             ApiError::UnsupportedMediaType(_) => "unsupported-media-type",
             ApiError::Validation(_) => "validation-error",
             ApiError::Unavailable(_) => "unavailable",
+            ApiError::Timeout(_) => "timeout",
             ApiError::Internal(_) => "internal-error",
         }
     }

@@ -180,6 +180,21 @@ pub async fn problem_for_bare_errors(request: Request, next: Next) -> Response {
     Response::from_parts(parts, body)
 }
 
+/// Bounds every request by `TODO_REQUEST_TIMEOUT_MS`: one that runs out is answered 503
+/// problem+json (its handler is dropped), never left hanging.
+pub async fn deadline(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    match tokio::time::timeout(state.request_timeout, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => {
+            tracing::warn!(
+                timeout_ms = state.request_timeout.as_millis() as u64,
+                "request timed out"
+            );
+            super::error::ApiError::Timeout(state.request_timeout).into_response()
+        }
+    }
+}
+
 /// Unknown routes.
 pub async fn not_found() -> Response {
     problem(

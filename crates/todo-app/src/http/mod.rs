@@ -71,6 +71,10 @@ pub fn router(state: AppState) -> Router {
     let _ = state.openapi.set(doc);
     let mut router = router
         .fallback(middleware::not_found)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            middleware::deadline,
+        ))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(axum::middleware::from_fn(
             middleware::problem_for_bare_errors,

@@ -8,7 +8,7 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
-use super::error::problem;
+use super::error::{PROBLEM_JSON, problem};
 use crate::state::AppState;
 
 /// Liveness: the process answers.
@@ -18,39 +18,64 @@ pub async fn healthz() -> Json<serde_json::Value> {
     Json(json!({"status": "ok"}))
 }
 
-/// Readiness: the store answers and every consumer of this process is running.
-#[utoipa::path(get, path = "/readyz", tag = "ops", security(()),
+/// How long each readiness check may take.
+const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// One dependency's state, as `/readyz` reports it.
+async fn check(
+    probe: impl std::future::Future<Output = todo_store::Result<()>>,
+    what: &str,
+) -> String {
+    match tokio::time::timeout(CHECK_TIMEOUT, probe).await {
+        Ok(Ok(())) => "ok".to_owned(),
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, check = what, "readiness check failed");
+            format!("failing: {}", e.kind())
+        }
+        Err(_) => format!("no answer within {} s", CHECK_TIMEOUT.as_secs()),
+    }
+}
+
+/// Readiness: the store answers reads and writes, and every consumer of this process runs.
+/// The body names each check (`store`, `writer`, `consumers`) and its state.
+#[utoipa::path(get, path = "/readyz", tag = "ops",
     responses(
-        (status = 200, description = "Ready", body = Object, example = json!({"status": "ready"})),
-        (status = 503, description = "Not ready", content_type = "application/problem+json"),
+        (status = 200, description = "Ready: every check is `ok`", body = Object,
+            example = json!({"status": "ready", "checks": {"store": "ok", "writer": "ok", "consumers": "ok"}})),
     ))]
 pub async fn readyz(State(state): State<AppState>) -> Response {
-    let store = tokio::time::timeout(Duration::from_secs(2), state.store.ping()).await;
+    let (store, writer) = tokio::join!(
+        check(state.store.ping(), "store"),
+        check(state.store.ping_writer(), "writer")
+    );
     let stopped = state.readiness.stopped();
-    match store {
-        Ok(Ok(())) if stopped.is_empty() => Json(json!({"status": "ready"})).into_response(),
-        Ok(Ok(())) => problem(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "not-ready",
-            format!("consumers not running: {}", stopped.join(", ")),
-            None,
-        ),
-        Ok(Err(e)) => {
-            tracing::warn!(error = %e, "readiness: store unreachable");
-            problem(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "not-ready",
-                "the store is unreachable".into(),
-                None,
-            )
-        }
-        Err(_) => problem(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "not-ready",
-            "the store did not answer within 2 s".into(),
-            None,
-        ),
+    let consumers = if stopped.is_empty() {
+        "ok".to_owned()
+    } else {
+        format!("not running: {}", stopped.join(", "))
+    };
+    let checks = json!({"store": store, "writer": writer, "consumers": consumers});
+    let failing: Vec<&str> = ["store", "writer", "consumers"]
+        .into_iter()
+        .filter(|name| checks[*name] != "ok")
+        .collect();
+    if failing.is_empty() {
+        return Json(json!({"status": "ready", "checks": checks})).into_response();
     }
+    // A problem (RFC 9457) with the checks as an extension member beside the standard ones.
+    let body = json!({
+        "type": "urn:todo:problem:not-ready",
+        "title": "Service Unavailable",
+        "status": 503,
+        "detail": format!("not ready: {}", failing.join(", ")),
+        "checks": checks,
+    });
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        [(header::CONTENT_TYPE, PROBLEM_JSON)],
+        body.to_string(),
+    )
+        .into_response()
 }
 
 /// Prometheus metrics (OpenMetrics text).

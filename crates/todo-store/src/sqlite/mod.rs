@@ -134,6 +134,11 @@ impl Store for SqliteStore {
         Ok(())
     }
 
+    async fn ping_writer(&self) -> Result<()> {
+        // An empty job: it waits behind every queued write and the batch's commit.
+        self.writer.write(|_| Ok(())).await
+    }
+
     fn appended(&self) -> tokio::sync::watch::Receiver<u64> {
         self.appended.subscribe()
     }
