@@ -11,9 +11,12 @@
 #      /healthz (the ceiling), create, get-by-id and a filtered list over BENCH_SEED seeded
 #      tasks, a 70/20/10 read/update/complete mix with RSS sampled (peak)
 #   4. event latencies with examples/bench_latency: API -> WebSocket, completion -> next
-#      occurrence, reminder remind_at -> WebSocket
+#      occurrence, reminder remind_at -> WebSocket; then BENCH_WS_CLIENTS idle WebSockets:
+#      server memory per client and the fan-out of one event to all of them
 #   5. SIGTERM, a Markdown table of results against the targets, temp dirs removed
 set -euo pipefail
+# Each idle WebSocket holds a descriptor in the server and one in the client.
+ulimit -n 20000 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-/root/.cache/todo-target}
@@ -30,6 +33,7 @@ SERVER_RUST_LOG="$LOG_LEVEL,todo_app::startup=info"
 CREATES=${BENCH_CREATES:-500}           # API -> WebSocket samples
 RECURRING=${BENCH_RECURRING:-200}       # completion -> next occurrence samples
 REMINDERS=${BENCH_REMINDERS:-20}        # reminder samples
+WS_CLIENTS=${BENCH_WS_CLIENTS:-10000}   # idle WebSocket clients held at once (needs 2 fds each)
 LIST_QUERY=${BENCH_LIST_QUERY:-status=pending&priority=high&limit=50}
 PERF_PHASE=${BENCH_PERF:-}              # healthz|create|get|list|mix: perf-profile that phase
 SKIP_BUILD=${BENCH_SKIP_BUILD:-0}       # 1: use the binaries already in CARGO_TARGET_DIR
@@ -308,6 +312,10 @@ EV=$WORK/events.txt
 
 RSS_END=$(rss_kib "$SERVER_PID")
 RSS_HWM=$(hwm_kib "$SERVER_PID")
+
+log "$WS_CLIENTS idle WebSocket clients: memory per client, fan-out of one event to all"
+run timeout 300 "$LATENCY" --addr "$ADDR" ws-idle --clients "$WS_CLIENTS" --server-pid "$SERVER_PID" \
+  | tee -a "$EV" >&2
 DB_SIZE=$(du -sh "$WORK/data$STARTS" | cut -f1)
 LOG_LINES=$(wc -l <"$SERVER_LOG")
 LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
@@ -387,6 +395,8 @@ limit_row() { # LABEL VALUE UNIT LIMIT DETAIL
   latency_row "API call → WebSocket event" api_ws p99 20
   latency_row "Completion → next occurrence on WebSocket (list-confirmed $(kv next_occ_confirmed_by_list "$EV"))" next_occ p99 50
   latency_row "Reminder remind_at → reminder.due on WebSocket" reminder max 1000
+  latency_row "One event → all $(kv ws_clients "$EV") idle WebSocket clients of its user" ws_fanout p99 2000
+  limit_row "Server memory per idle WebSocket client" "$(kv ws_kib_per_client "$EV")" KiB 16 " ($(kv ws_clients "$EV") clients: RSS $(mib "$(kv ws_rss_before_kib "$EV")") → $(mib "$(kv ws_rss_after_kib "$EV")") MiB)"
   limit_row "RSS idle (after ready + 1 s)" "$(mib "$RSS_IDLE")" MiB 40 ""
   limit_row "RSS peak during the mix (100 ms samples)" "$(mib "$RSS_MIX_PEAK")" MiB 200 " (VmHWM at end $(mib "$RSS_HWM") MiB, RSS at end $(mib "$RSS_END") MiB)"
   limit_row "Start → ready (max of $STARTS fresh starts)" "$READY_MAX" ms 500 " (median $READY_MEDIAN ms)"

@@ -16,6 +16,10 @@
 //!   3. reminder lag: tasks due in ~62 s with `remind_before_minutes: 1`, from the event's
 //!      `remind_at` to the arrival of its `reminder.due` (wall clock, same machine).
 //!
+//! - `ws-idle`: opens `--clients` idle WebSockets for one user, reports the server's resident
+//!   memory per client (from `/proc/<server-pid>/status`), then creates one task and reports
+//!   the fan-out latency: from the `POST` to the `task.created` arriving on each client.
+//!
 //! Every wait has a timeout and every loop a fixed count, so the run always ends.
 //!
 //! ```text
@@ -94,6 +98,104 @@ enum Command {
         #[arg(long, default_value_t = 180)]
         warmup_timeout_secs: u64,
     },
+    /// Hold many idle WebSockets: memory per client and fan-out latency to all of them.
+    WsIdle {
+        /// The user all clients connect as.
+        #[arg(long, default_value = "bench-ws")]
+        user: String,
+        /// Idle clients to open.
+        #[arg(long, default_value_t = 10_000)]
+        clients: usize,
+        /// The server's process id, to read its memory.
+        #[arg(long)]
+        server_pid: u32,
+        /// Longest wait for the handshakes of 100 clients, and for the fan-out.
+        #[arg(long, default_value_t = 30)]
+        timeout_secs: u64,
+    },
+}
+
+/// The resident set size of process `pid`, in KiB.
+fn rss_kib(pid: u32) -> anyhow::Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .context("no VmRSS line")
+}
+
+/// Opens `clients` idle WebSockets for the API's user, then measures memory per client and
+/// the fan-out latency of one event to all of them.
+async fn ws_idle(
+    api: &Api,
+    addr: SocketAddr,
+    clients: usize,
+    server_pid: u32,
+    timeout: Duration,
+) -> anyhow::Result<()> {
+    let before = rss_kib(server_pid)?;
+    let (tx, mut rx) = mpsc::unbounded_channel::<Instant>();
+    let opened = Arc::new(AtomicUsize::new(0));
+    let mut tasks = tokio::task::JoinSet::new();
+    let started = Instant::now();
+    for (index, chunk) in (0..clients).collect::<Vec<_>>().chunks(100).enumerate() {
+        for _ in chunk {
+            let mut request = format!("ws://{addr}/api/{}/ws", api.user).into_client_request()?;
+            request
+                .headers_mut()
+                .insert("authorization", format!("Bearer {}", api.token).parse()?);
+            let (tx, opened) = (tx.clone(), opened.clone());
+            tasks.spawn(async move {
+                let (mut ws, _) = tokio_tungstenite::connect_async(request).await?;
+                opened.fetch_add(1, Ordering::Relaxed);
+                while let Some(Ok(message)) = ws.next().await {
+                    if let Message::Text(text) = message
+                        && text.contains("\"task.created\"")
+                    {
+                        let _ = tx.send(Instant::now());
+                    }
+                }
+                anyhow::Ok(())
+            });
+        }
+        // Bounded handshakes in flight: wait for this chunk before the next.
+        let target = index * 100 + chunk.len();
+        let deadline = Instant::now() + timeout;
+        while opened.load(Ordering::Relaxed) < target {
+            ensure!(
+                Instant::now() < deadline,
+                "handshakes stalled at {} clients",
+                opened.load(Ordering::Relaxed)
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+    println!("ws_clients={}", opened.load(Ordering::Relaxed));
+    println!("ws_connect_s={:.2}", started.elapsed().as_secs_f64());
+    // Let the server settle (allocations of the handshakes returned) before reading RSS.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let after = rss_kib(server_pid)?;
+    println!("ws_rss_before_kib={before}");
+    println!("ws_rss_after_kib={after}");
+    println!(
+        "ws_kib_per_client={:.1}",
+        after.saturating_sub(before) as f64 / clients.max(1) as f64
+    );
+    let sent = Instant::now();
+    api.create(&json!({"title": "Fan-out"})).await?;
+    let mut latencies = Vec::with_capacity(clients);
+    let deadline = tokio::time::Instant::now() + timeout;
+    while latencies.len() < clients {
+        match tokio::time::timeout_at(deadline, rx.recv()).await {
+            Ok(Some(at)) => latencies.push(ms(at.duration_since(sent))),
+            _ => break,
+        }
+    }
+    println!("ws_fanout_missed={}", clients - latencies.len());
+    report("ws_fanout", latencies);
+    tasks.abort_all();
+    Ok(())
 }
 
 /// An event as it arrived: when (monotonic and wall clock) and what.
@@ -505,6 +607,23 @@ async fn main() -> anyhow::Result<()> {
             completion_to_next(&api, &mut rx, recurring, timeout).await?;
             eprintln!("reminder lag: {reminders} reminders due in ~2 s");
             reminder_lag(&api, &mut rx, reminders, timeout).await
+        }
+        Command::WsIdle {
+            user,
+            clients,
+            server_pid,
+            timeout_secs,
+        } => {
+            let api = Api::new(cli.addr, &cli.secret, &user)?;
+            eprintln!("opening {clients} idle WebSockets for {user}");
+            ws_idle(
+                &api,
+                cli.addr,
+                clients,
+                server_pid,
+                Duration::from_secs(timeout_secs),
+            )
+            .await
         }
     }
 }

@@ -299,3 +299,35 @@ async fn the_document_lists_every_problem_once_defined_with_security_headers_and
         "the body of complete is optional"
     );
 }
+
+#[tokio::test]
+async fn a_websocket_client_sending_a_huge_message_is_disconnected_and_others_go_on() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    let app = TestApp::spawn().await;
+    let mut flooder = app.connect_ws("alice").await;
+    let mut bystander = app.connect_ws("alice").await;
+    flooder
+        .send(Message::text("x".repeat(200 * 1024)))
+        .await
+        .expect("the frame is sent");
+    // The server closes the flooder (a close frame, an error or the end of the stream).
+    let closed = tokio::time::timeout(std::time::Duration::from_secs(5), async {
+        loop {
+            match flooder.next().await {
+                None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return true,
+                Some(Ok(_)) => continue,
+            }
+        }
+    })
+    .await
+    .unwrap_or(false);
+    assert!(closed, "a 200 KiB message must end the connection");
+    let task = app
+        .create_task("alice", json!({"title": "still pushed"}))
+        .await;
+    let event = common::next_event(&mut bystander, std::time::Duration::from_secs(5))
+        .await
+        .expect("the other client still gets events");
+    assert_eq!(event["subject"], task["id"]);
+}

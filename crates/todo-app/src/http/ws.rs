@@ -49,6 +49,13 @@ pub async fn connect(
     let registration = state.hub.register(&user.user_id);
     let (hub, user_id, id) = (state.hub.clone(), user.user_id.clone(), registration.id);
     upgrade
+        // tungstenite's defaults (128 KiB read and write buffers, 64 MiB messages) cost an
+        // idle client about 134 KiB; the server sends small JSON events and ignores what
+        // clients send beyond control frames, so small buffers and small limits suffice.
+        .read_buffer_size(READ_BUFFER)
+        .write_buffer_size(0)
+        .max_message_size(MAX_CLIENT_MESSAGE)
+        .max_frame_size(MAX_CLIENT_MESSAGE)
         .on_failed_upgrade(move |error| {
             hub.unregister(&user_id, id);
             tracing::debug!(%error, "WebSocket upgrade failed");
@@ -56,6 +63,11 @@ pub async fn connect(
         .on_upgrade(move |socket| session(socket, state, user.user_id, registration))
         .into_response()
 }
+
+/// Read buffer per connection: a client sends only control frames worth reading.
+const READ_BUFFER: usize = 4 * 1024;
+/// Largest message or frame accepted from a client; a larger one closes the connection.
+const MAX_CLIENT_MESSAGE: usize = 64 * 1024;
 
 /// A client that stops reading fills the socket buffers and would block a plain send for
 /// ever; past this the connection is dropped, so the session still sees closes and shutdown.
