@@ -7,6 +7,8 @@
 
 mod error;
 pub mod model;
+#[cfg(feature = "postgres")]
+pub mod postgres;
 pub mod sqlite;
 
 use std::sync::Arc;
@@ -180,18 +182,31 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     -> Result<()>;
 }
 
-/// Opens the store named by `database_url` (`sqlite://path` or `sqlite::memory:`).
+/// Opens the store named by `database_url` (`sqlite://path`, or `postgres://...` and
+/// `postgresql://...` when built with the `postgres` feature) and applies its migrations.
 pub async fn connect(database_url: &str) -> Result<Arc<dyn Store>> {
     if database_url.starts_with("sqlite:") {
         Ok(Arc::new(sqlite::SqliteStore::connect(database_url).await?))
     } else if database_url.starts_with("postgres:") || database_url.starts_with("postgresql:") {
-        Err(StoreError::Unsupported(
-            "PostgreSQL is not built into this binary yet; use a sqlite:// DATABASE_URL".into(),
-        ))
+        connect_postgres(database_url).await
     } else {
         Err(StoreError::Unsupported(format!(
             "DATABASE_URL must start with sqlite:// or postgres:// (got scheme {:?})",
             database_url.split(':').next().unwrap_or_default()
         )))
     }
+}
+
+#[cfg(feature = "postgres")]
+async fn connect_postgres(database_url: &str) -> Result<Arc<dyn Store>> {
+    Ok(Arc::new(
+        postgres::PostgresStore::connect(database_url).await?,
+    ))
+}
+
+#[cfg(not(feature = "postgres"))]
+async fn connect_postgres(_database_url: &str) -> Result<Arc<dyn Store>> {
+    Err(StoreError::Unsupported(
+        "PostgreSQL is not built into this binary (the `postgres` feature is off); use a sqlite:// DATABASE_URL".into(),
+    ))
 }
