@@ -234,6 +234,20 @@ async fn an_unreachable_server_is_unavailable() {
         .await
         .expect_err("nothing listens on port 1");
     assert!(err.is_unavailable(), "got {err:?}");
+    // Connections are plain TCP: a URL that requires TLS is refused, not downgraded.
+    let tls = format!(
+        "{}{}sslmode=require",
+        support::server_url(),
+        if support::server_url().contains('?') {
+            '&'
+        } else {
+            '?'
+        }
+    );
+    assert!(
+        PostgresStore::connect(&tls).await.is_err(),
+        "sslmode=require must fail"
+    );
     let err = todo_store::connect("mysql://db/todo")
         .await
         .expect_err("unknown scheme");

@@ -6,7 +6,7 @@ use deadpool_postgres::GenericClient;
 use todo_domain::cursor::CursorKey;
 use todo_domain::query::{SortKey, StatusFilter};
 use todo_domain::{Task, TaskQuery};
-use tokio_postgres::types::ToSql;
+use tokio_postgres::types::{ToSql, Type};
 use uuid::Uuid;
 
 use super::events::{EVENT_VALUES, NEXT_POS};
@@ -267,17 +267,20 @@ fn sort_expr(sort: SortKey, descending: bool) -> &'static str {
     }
 }
 
-type Param = Box<dyn ToSql + Sync + Send>;
+type Param = (Box<dyn ToSql + Sync + Send>, Type);
 
 /// The cursor's key as a parameter of the sort's type. A key of the wrong type (the domain
 /// refuses those, but a store is not to trust it) is an error, never a panic.
 fn key_param(sort: SortKey, key: &CursorKey) -> Result<Param> {
     match (sort, key) {
-        (SortKey::CreatedAt | SortKey::DueAt, CursorKey::Int(v)) => Ok(Box::new(SortTime(*v))),
-        (SortKey::Priority, CursorKey::Int(v)) => Ok(Box::new(
-            (*v).clamp(i64::from(i16::MIN), i64::from(i16::MAX)) as i16,
+        (SortKey::CreatedAt | SortKey::DueAt, CursorKey::Int(v)) => {
+            Ok((Box::new(SortTime(*v)), Type::TIMESTAMPTZ))
+        }
+        (SortKey::Priority, CursorKey::Int(v)) => Ok((
+            Box::new((*v).clamp(i64::from(i16::MIN), i64::from(i16::MAX)) as i16),
+            Type::INT2,
         )),
-        (SortKey::Title, CursorKey::Text(v)) => Ok(Box::new(v.clone())),
+        (SortKey::Title, CursorKey::Text(v)) => Ok((Box::new(v.clone()), Type::TEXT)),
         _ => Err(StoreError::Failed(format!(
             "the cursor's key does not fit sort={}",
             sort.as_str()
@@ -299,17 +302,22 @@ fn contains_pattern(q: &str) -> String {
     pattern
 }
 
-/// Distinct list queries kept prepared per connection before the cache is emptied (filters
-/// combine into a few hundred shapes at most; most deployments use a handful).
-const MAX_CACHED_STATEMENTS: usize = 256;
-
+/// One page of the user's tasks.
+///
+/// How selective `q=`, `tag=` and the due-date bounds are depends on their values, and so
+/// does the best plan (the trigram or tag index, or the sort index walked with a filter). A
+/// list with any of them is therefore sent as an unnamed statement with its parameter types
+/// (one round trip), which PostgreSQL plans for the values at hand each time. A list with
+/// only status, priority, sort and cursor has one good plan whatever the values (the sort's
+/// index, walked from the cursor): it is prepared once per connection and its plan reused.
+/// Those come in at most 96 shapes, so the statement cache stays small.
 pub(super) async fn list(
     client: &deadpool_postgres::Client,
     user_id: &str,
     query: &TaskQuery,
 ) -> Result<Vec<Task>> {
     let mut sql = format!("SELECT {TASK_COLUMNS} FROM tasks WHERE user_id = $1");
-    let mut args: Vec<Param> = vec![Box::new(user_id.to_owned())];
+    let mut args: Vec<Param> = vec![(Box::new(user_id.to_owned()), Type::TEXT)];
     let arg = |args: &mut Vec<Param>, value: Param| {
         args.push(value);
         format!("${}", args.len())
@@ -320,30 +328,44 @@ pub(super) async fn list(
         StatusFilter::Completed => sql.push_str(" AND completed"),
     }
     if let Some(priority) = query.priority {
-        let p = arg(&mut args, Box::new(priority.rank() as i16));
+        let p = arg(&mut args, (Box::new(priority.rank() as i16), Type::INT2));
         sql.push_str(&format!(" AND priority = {p}"));
     }
+    let value_dependent = !query.tags.is_empty()
+        || query.q.is_some()
+        || query.due_before.is_some()
+        || query.due_after.is_some();
     if !query.tags.is_empty() {
-        let p = arg(&mut args, Box::new(query.tags.clone()));
-        sql.push_str(&format!(" AND tags @> {p}::text[]"));
+        let p = arg(&mut args, (Box::new(query.tags.clone()), Type::TEXT_ARRAY));
+        sql.push_str(&format!(" AND tags @> {p}"));
     }
     if let Some(q) = &query.q {
-        let p = arg(&mut args, Box::new(contains_pattern(q)));
+        let p = arg(&mut args, (Box::new(contains_pattern(q)), Type::TEXT));
         sql.push_str(&format!(" AND search_text LIKE {p} ESCAPE '\\'"));
     }
-    // Written on the due-date sort expressions so their indexes serve the range; a task
-    // without a due date maps to the infinity that never passes the bound.
+    // Both bounds on one due-date sort expression (the sort's own when sorting by due date,
+    // else the ascending one), so its index serves the range and the planner sees one range
+    // rather than two unrelated conditions. A task without a due date maps to an infinity:
+    // the one past the bound is refused by the comparison, the other by `IS NOT NULL`.
+    let due = if query.sort == SortKey::DueAt {
+        sort_expr(SortKey::DueAt, query.descending)
+    } else {
+        sort_expr(SortKey::DueAt, false)
+    };
+    let nulls_pass_before = query.sort == SortKey::DueAt && query.descending;
     if let Some(before) = query.due_before {
-        let p = arg(&mut args, Box::new(before));
-        sql.push_str(&format!(
-            " AND COALESCE(due_at, 'infinity'::timestamptz) < {p}"
-        ));
+        let p = arg(&mut args, (Box::new(before), Type::TIMESTAMPTZ));
+        sql.push_str(&format!(" AND {due} < {p}"));
+        if nulls_pass_before {
+            sql.push_str(" AND due_at IS NOT NULL");
+        }
     }
     if let Some(after) = query.due_after {
-        let p = arg(&mut args, Box::new(after));
-        sql.push_str(&format!(
-            " AND COALESCE(due_at, '-infinity'::timestamptz) > {p}"
-        ));
+        let p = arg(&mut args, (Box::new(after), Type::TIMESTAMPTZ));
+        sql.push_str(&format!(" AND {due} > {p}"));
+        if !nulls_pass_before {
+            sql.push_str(" AND due_at IS NOT NULL");
+        }
     }
     let expr = sort_expr(query.sort, query.descending);
     let (cmp, dir) = if query.descending {
@@ -355,22 +377,24 @@ pub(super) async fn list(
         let id = Uuid::try_parse(&cursor.id)
             .map_err(|_| StoreError::Failed("the cursor's id is not a UUID".into()))?;
         let k = arg(&mut args, key_param(query.sort, &cursor.key)?);
-        let i = arg(&mut args, Box::new(id));
+        let i = arg(&mut args, (Box::new(id), Type::UUID));
         sql.push_str(&format!(" AND ({expr}, id) {cmp} ({k}, {i})"));
     }
-    let limit = arg(&mut args, Box::new(query.limit.saturating_add(1).max(0)));
+    let limit = arg(
+        &mut args,
+        (Box::new(query.limit.saturating_add(1).max(0)), Type::INT8),
+    );
     sql.push_str(&format!(" ORDER BY {expr} {dir}, id {dir} LIMIT {limit}"));
-    if client.statement_cache.size() > MAX_CACHED_STATEMENTS {
-        client.statement_cache.clear();
-    }
-    let stmt = client.prepare_cached(&sql).await?;
-    let params: Vec<&(dyn ToSql + Sync)> = args.iter().map(|a| &**a as _).collect();
-    client
-        .query(&stmt, &params)
-        .await?
-        .iter()
-        .map(rows::task)
-        .collect()
+    let rows = if value_dependent {
+        let params: Vec<(&(dyn ToSql + Sync), Type)> =
+            args.iter().map(|(v, t)| (&**v as _, t.clone())).collect();
+        client.query_typed(&sql, &params).await?
+    } else {
+        let stmt = client.prepare_cached(&sql).await?;
+        let params: Vec<&(dyn ToSql + Sync)> = args.iter().map(|(v, _)| &**v as _).collect();
+        client.query(&stmt, &params).await?
+    };
+    rows.iter().map(rows::task).collect()
 }
 
 #[cfg(test)]
