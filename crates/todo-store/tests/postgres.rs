@@ -235,15 +235,8 @@ async fn an_unreachable_server_is_unavailable() {
         .expect_err("nothing listens on port 1");
     assert!(err.is_unavailable(), "got {err:?}");
     // Connections are plain TCP: a URL that requires TLS is refused, not downgraded.
-    let tls = format!(
-        "{}{}sslmode=require",
-        support::server_url(),
-        if support::server_url().contains('?') {
-            '&'
-        } else {
-            '?'
-        }
-    );
+    let schema = support::Schema::create().await;
+    let tls = format!("{}&sslmode=require", schema.url());
     assert!(
         PostgresStore::connect(&tls).await.is_err(),
         "sslmode=require must fail"

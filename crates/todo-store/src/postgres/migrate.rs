@@ -83,6 +83,11 @@ pub(super) async fn to_latest(client: &mut Client) -> Result<usize> {
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&LOCK])
         .await
         .map_err(failed)?;
+    // `CREATE ... IF NOT EXISTS` on an existing object says so in a NOTICE: not worth a log
+    // line at every start.
+    tx.batch_execute("SET LOCAL client_min_messages TO warning")
+        .await
+        .map_err(failed)?;
     let schema: Option<String> = tx
         .query_one("SELECT current_schema()", &[])
         .await
