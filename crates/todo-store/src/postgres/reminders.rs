@@ -13,18 +13,15 @@
 //!   no one else until its lease runs out.
 
 use deadpool_postgres::GenericClient;
-use todo_domain::event::{EventType, ReminderData};
 use todo_domain::reminder::Notification;
 use todo_domain::time::Timestamp;
-use todo_domain::{CloudEvent, Reminder, ReminderPlan, ReminderStatus, TraceParent};
+use todo_domain::{Reminder, ReminderPlan, ReminderStatus};
 use tokio_postgres::Row;
 use tokio_postgres::types::ToSql;
 use uuid::Uuid;
 
 use super::events::{self, OutboxRow};
 use crate::{PageQuery, Result, StoreError, WebhookDelivery, WebhookOutcome};
-
-const SERVICE: &str = "notification";
 
 /// The columns [`reminder`] reads, in its order.
 const REMINDER_COLUMNS: &str = "task_id, user_id, title, remind_at, due_at, status, task_version";
@@ -59,16 +56,6 @@ pub(super) async fn get(client: &impl GenericClient, task_id: Uuid) -> Result<Op
         .as_ref()
         .map(reminder)
         .transpose()
-}
-
-fn data(r: &Reminder) -> ReminderData {
-    ReminderData {
-        user_id: r.user_id.clone(),
-        task_id: r.task_id,
-        title: r.title.clone(),
-        due_at: r.due_at,
-        remind_at: r.remind_at,
-    }
 }
 
 /// Applies `plan` inside `tx`, locked against other plans and deliveries of this task.
@@ -130,13 +117,7 @@ pub(super) async fn plan(
     let mut pos = None;
     if next.status == ReminderStatus::Scheduled && moved {
         // Timed under the lock, so it can't predate a change committed before it.
-        let event = CloudEvent::reminder(
-            EventType::ReminderScheduled,
-            SERVICE,
-            &data(&next),
-            todo_domain::time::now().max(now),
-            traceparent,
-        );
+        let event = next.scheduled_event(todo_domain::time::now().max(now), traceparent);
         pos = Some(events::append(tx, &OutboxRow::new(&event)?, 0).await?);
     }
     Ok((Some(next), pos))
@@ -220,13 +201,7 @@ pub(super) async fn deliver_due(
         if !fresh {
             continue; // this moment was delivered before
         }
-        let event = CloudEvent::reminder(
-            EventType::ReminderDue,
-            SERVICE,
-            &data(&r),
-            now,
-            Some(TraceParent::new_root().header()),
-        );
+        let event = r.due_event(now);
         let row = OutboxRow::new(&event)?;
         last = Some(events::append(tx, &row, ordinal).await?);
         ordinal += 1;

@@ -2,17 +2,14 @@
 
 use rusqlite::types::Value;
 use rusqlite::{Connection, Row, params, params_from_iter};
-use todo_domain::event::{EventType, ReminderData};
 use todo_domain::reminder::Notification;
 use todo_domain::time::Timestamp;
-use todo_domain::{CloudEvent, Reminder, ReminderPlan, ReminderStatus, TraceParent};
+use todo_domain::{Reminder, ReminderPlan, ReminderStatus};
 use uuid::Uuid;
 
 use super::writer::WriteCtx;
 use super::{events, rows};
 use crate::{PageQuery, Result, StoreError, WebhookDelivery, WebhookOutcome};
-
-const SERVICE: &str = "notification";
 
 /// The columns [`reminder`] reads, in its order.
 const REMINDER_COLUMNS: &str = "task_id, user_id, title, remind_at, due_at, status, task_version";
@@ -38,16 +35,6 @@ pub(super) fn get(conn: &Connection, task_id: Uuid) -> Result<Option<Reminder>> 
     ))?;
     let mut rows = stmt.query([task_id.to_string()])?;
     rows.next()?.map(reminder).transpose()
-}
-
-fn data(r: &Reminder) -> ReminderData {
-    ReminderData {
-        user_id: r.user_id.clone(),
-        task_id: r.task_id,
-        title: r.title.clone(),
-        due_at: r.due_at,
-        remind_at: r.remind_at,
-    }
 }
 
 /// Applies `plan` under the write lock (the caller settled no-op plans with a read first).
@@ -87,13 +74,7 @@ pub(super) fn plan(
         .is_none_or(|r| r.remind_at != next.remind_at || r.status != next.status);
     if next.status == ReminderStatus::Scheduled && moved {
         // Timed under the write lock, so it can't predate a change committed before it.
-        let event = CloudEvent::reminder(
-            EventType::ReminderScheduled,
-            SERVICE,
-            &data(&next),
-            todo_domain::time::now().max(now),
-            traceparent,
-        );
+        let event = next.scheduled_event(todo_domain::time::now().max(now), traceparent);
         events::append(ctx, &events::OutboxRow::new(&event)?)?;
     }
     Ok(Some(next))
@@ -155,13 +136,7 @@ pub(super) fn deliver_due(
         if !fresh {
             continue; // this moment was delivered before
         }
-        let event = CloudEvent::reminder(
-            EventType::ReminderDue,
-            SERVICE,
-            &data(&r),
-            now,
-            Some(TraceParent::new_root().header()),
-        );
+        let event = r.due_event(now);
         events::append(ctx, &events::OutboxRow::new(&event)?)?;
         if webhook {
             ctx.conn
