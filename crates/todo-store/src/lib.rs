@@ -32,7 +32,8 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     async fn ping(&self) -> Result<()>;
 
     /// A signal bumped after every commit that appended to the outbox in this process, so
-    /// in-process consumers wake at once instead of polling.
+    /// in-process consumers wake at once instead of polling. A store may also bump it when
+    /// another process appended (the PostgreSQL store does, through `LISTEN`/`NOTIFY`).
     fn appended(&self) -> tokio::sync::watch::Receiver<u64>;
 
     /// Applies pending schema migrations.

@@ -193,6 +193,55 @@ async fn concurrent_plans_for_one_task_apply_one_after_another() {
     );
 }
 
+/// A write through one store (one process) wakes the consumers of another on the same
+/// schema at once (LISTEN/NOTIFY), and the event is readable when they look; a store in
+/// another schema is not woken.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_in_one_process_wakes_the_consumers_of_another() {
+    use todo_domain::{CloudEvent, CreateTask, EventType};
+    let schema = support::Schema::create().await;
+    let other_schema = support::Schema::create().await;
+    let writer = PostgresStore::connect(&schema.url())
+        .await
+        .expect("connect");
+    let reader = PostgresStore::connect(&schema.url())
+        .await
+        .expect("connect");
+    let elsewhere = PostgresStore::connect(&other_schema.url())
+        .await
+        .expect("connect");
+    let mut woken = reader.appended();
+    let mut unrelated = elsewhere.appended();
+    // The listeners connect in the background: give them a moment.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    woken.borrow_and_update();
+    unrelated.borrow_and_update();
+
+    let task = CreateTask::from_json(&serde_json::json!({"title": "wake up"}))
+        .expect("a task")
+        .into_task(Uuid::now_v7(), "alice", todo_domain::time::now());
+    let event = CloudEvent::task(EventType::TaskCreated, "api", &task, task.created_at, None);
+    writer
+        .insert_task(&task, &event)
+        .await
+        .expect("insert_task");
+    tokio::time::timeout(std::time::Duration::from_secs(2), woken.changed())
+        .await
+        .expect("the other process is woken within 2 s")
+        .expect("the signal stays open");
+    let read = reader
+        .read_events(0, &[Topic::TaskEvents], 10)
+        .await
+        .expect("read_events");
+    assert_eq!(read.len(), 1);
+    assert_eq!(*read[0].event, event);
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    assert!(
+        !unrelated.has_changed().expect("open"),
+        "a store on another schema is not woken"
+    );
+}
+
 /// Two processes starting on an empty schema at once both end up with the whole schema,
 /// each migration applied once; migrating again changes nothing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -10,6 +10,7 @@ mod dead_letters;
 mod errors;
 mod events;
 mod migrate;
+mod notify;
 mod reminders;
 mod rows;
 mod tasks;
@@ -50,6 +51,8 @@ const POOL_WAIT: Duration = Duration::from_secs(5);
 pub struct PostgresStore {
     pool: Pool,
     appended: Arc<tokio::sync::watch::Sender<u64>>,
+    /// Tells other processes, and hears from them, that events were appended.
+    cross: Arc<notify::CrossProcess>,
 }
 
 impl std::fmt::Debug for PostgresStore {
@@ -94,6 +97,7 @@ impl PostgresStore {
         if config.get_application_name().is_none() {
             config.application_name("todo");
         }
+        let listen_config = config.clone();
         let manager = Manager::from_config(
             config,
             NoTls,
@@ -109,13 +113,35 @@ impl PostgresStore {
             .recycle_timeout(Some(CONNECT_TIMEOUT))
             .build()
             .map_err(|e| StoreError::Unsupported(format!("cannot build the pool: {e}")))?;
-        let (appended, _) = tokio::sync::watch::channel(0u64);
-        let store = PostgresStore {
-            pool,
-            appended: Arc::new(appended),
+        let schema = {
+            let mut client = pool.get().await?;
+            let applied = migrate::to_latest(&mut client).await?;
+            if applied > 0 {
+                tracing::info!(
+                    applied,
+                    latest = migrate::LATEST,
+                    "applied PostgreSQL migrations"
+                );
+            }
+            let schema: Option<String> = client
+                .query_one("SELECT current_schema()", &[])
+                .await?
+                .get(0);
+            schema.unwrap_or_default()
         };
-        store.apply_migrations().await?;
-        Ok(store)
+        let appended = Arc::new(tokio::sync::watch::channel(0u64).0);
+        let cross = notify::CrossProcess::start(
+            listen_config,
+            pool.clone(),
+            schema,
+            Uuid::new_v4().simple().to_string(),
+            Arc::clone(&appended),
+        );
+        Ok(PostgresStore {
+            pool,
+            appended,
+            cross: Arc::new(cross),
+        })
     }
 
     async fn client(&self) -> Result<deadpool_postgres::Client> {
@@ -135,9 +161,11 @@ impl PostgresStore {
         Ok(())
     }
 
-    /// Wakes in-process consumers: something this process appended is readable.
+    /// Wakes in-process consumers, and soon those of other processes: something this
+    /// store appended is readable.
     fn bump(&self) {
         self.appended.send_modify(|n| *n = n.wrapping_add(1));
+        self.cross.ping();
     }
 
     /// Runs a single statement that appends at most one event and returns its position,
