@@ -1,13 +1,14 @@
 //! Wake-ups across processes, with `LISTEN`/`NOTIFY` on channel `todo_outbox`.
 //!
-//! A write never notifies inside its own transaction: a transaction holding a `NOTIFY` takes
-//! a database-wide lock from its pre-commit to the end of its commit, fsync included, so
-//! every writer would commit one at a time. Instead, once a write's events are readable,
-//! it pings the **notifier** task, which sends one `pg_notify` of its own and then waits
-//! [`COALESCE`] before the next: however many writes, at most one notification per window.
-//! The payload names the schema and this store, so a **listener** (one connection of its
-//! own per store, reconnecting when it drops) wakes its consumers only for other stores'
-//! writes in its own schema: its own are signalled directly.
+//! A write never notifies inside its own transaction: a transaction holding a `NOTIFY`
+//! takes a server-wide heavyweight lock (on "database 0") from its pre-commit to the end of
+//! its commit, fsync included, so every writer would commit one at a time. Instead, once a
+//! write's events are readable, it pings the **notifier** task, which sends one `pg_notify`
+//! of its own and then waits [`COALESCE`] before the next: however many writes, at most one
+//! notification per window. The payload names the schema and this store, so a
+//! **listener** (one connection of its own per store, reconnecting when it drops) wakes its
+//! consumers only for other stores' writes in its own schema: its own are signalled
+//! directly.
 
 use std::sync::Arc;
 use std::time::Duration;
