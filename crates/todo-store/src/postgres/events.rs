@@ -14,11 +14,12 @@
 //! horizon only moves forward, and a transaction that committed before another began has
 //! the smaller id, so one user's changes keep their order.
 //!
-//! A write returns (and bumps the `appended` signal) only once its own transaction is below
-//! the horizon, so what it appended is readable right away. Should an older transaction
-//! anywhere on the server stay open, the write waits for it for at most [`PUBLISH_WAIT`] and
-//! then returns anyway: its events are committed and readers get them once that
-//! transaction ends. Readers never wait.
+//! Writes never wait for one another: a write returns as soon as it commits, and bumps the
+//! `appended` signal. A reader that finds committed events past the horizon and none
+//! before it (the events it was woken for, behind an older transaction still running)
+//! waits for the horizon to pass them, for at most [`READ_WAIT`], and then answers with
+//! what is readable (possibly nothing). So a read right after a write sees it, unless some
+//! older transaction on the server stays open longer than that.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -34,9 +35,10 @@ use crate::{AuditQuery, Result, StoreError, StoredEvent};
 /// Events one transaction may append: the ordinal's share of a position.
 pub(super) const PER_TRANSACTION: i64 = 1 << 20;
 
-/// The oldest transaction id still running when the statement began: rows written by
-/// smaller ids are final. (As xid8 text, since xid8 has no cast to bigint.)
-pub(super) const HORIZON: &str = "SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint";
+/// The first position not yet final: the oldest transaction id still running when the
+/// statement began, times 2^20 (xid8 goes through text, having no cast to bigint). Rows
+/// below it are final.
+const HORIZON: &str = "pg_snapshot_xmin(pg_current_snapshot())::text::bigint * 1048576";
 
 /// The position of the event with ordinal `$1` in the current transaction.
 pub(super) const NEXT_POS: &str = "pg_current_xact_id()::text::bigint * 1048576 + $1::bigint";
@@ -44,8 +46,9 @@ pub(super) const NEXT_POS: &str = "pg_current_xact_id()::text::bigint * 1048576 
 /// The columns an event insert takes after its position, as `$2..$6`.
 pub(super) const EVENT_VALUES: &str = "$2::uuid, $3::text, $4::text, $5::text, $6::timestamptz";
 
-/// The longest a write waits for older transactions so that its events are readable.
-pub(super) const PUBLISH_WAIT: Duration = Duration::from_secs(5);
+/// The longest a read waits for older transactions to end, when all it finds is events
+/// committed behind them.
+pub(super) const READ_WAIT: Duration = Duration::from_secs(1);
 
 /// An event ready for the outbox.
 pub(super) struct OutboxRow {
@@ -103,50 +106,31 @@ pub(super) async fn append(
     Ok(tx.query_one(&stmt, &event.params(&ordinal)).await?.get(0))
 }
 
-/// The transaction id a position was written by.
-pub(super) fn xid_of(pos: i64) -> i64 {
-    pos.div_euclid(PER_TRANSACTION)
-}
-
-/// Waits until transaction `xid` is below the read horizon (see the module docs), given the
-/// horizon a first look found; gives up after [`PUBLISH_WAIT`].
-pub(super) async fn wait_published(client: &impl GenericClient, xid: i64, mut horizon: i64) {
+/// Runs `attempt` until it reports nothing waiting behind the horizon, pausing 1 ms, then
+/// doubling up to 50 ms, for at most [`READ_WAIT`]; returns the last answer.
+async fn settled<T, F, Fut>(mut attempt: F) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<(T, bool)>>,
+{
     let started = std::time::Instant::now();
     let mut pause = Duration::from_millis(1);
-    while horizon <= xid {
-        if started.elapsed() >= PUBLISH_WAIT {
-            tracing::warn!(
-                xid,
-                horizon,
-                waited_ms = started.elapsed().as_millis() as u64,
-                "committed events are not readable yet: an older transaction on the database \
-                 server is still open; readers get them when it ends"
-            );
-            return;
+    loop {
+        let (answer, waiting) = attempt().await?;
+        if !waiting || started.elapsed() >= READ_WAIT {
+            return Ok(answer);
         }
         tokio::time::sleep(pause).await;
         pause = (pause * 2).min(Duration::from_millis(50));
-        horizon = match client.query_one(HORIZON, &[]).await {
-            Ok(row) => row.get(0),
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot read the outbox horizon");
-                return;
-            }
-        };
     }
-}
-
-/// The horizon now, on `client` (outside any transaction of its own).
-pub(super) async fn horizon(client: &impl GenericClient) -> Result<i64> {
-    let stmt = client.prepare_cached(HORIZON).await?;
-    Ok(client.query_one(&stmt, &[]).await?.get(0))
 }
 
 fn topic_names(topics: &[Topic]) -> Vec<&'static str> {
     topics.iter().map(|t| t.as_str()).collect()
 }
 
-/// Events after `after` on `topics`, in position order, only below the horizon.
+/// Events after `after` on `topics`, in position order, only below the horizon (see the
+/// module docs).
 pub(super) async fn read(
     client: &impl GenericClient,
     after: i64,
@@ -154,35 +138,57 @@ pub(super) async fn read(
     limit: i64,
 ) -> Result<Vec<StoredEvent>> {
     let stmt = client
-        .prepare_cached(
-            "SELECT pos, payload FROM events
+        .prepare_cached(&format!(
+            "SELECT pos, CASE WHEN pos < {HORIZON} THEN payload END FROM events
              WHERE pos > $1 AND topic = ANY($2)
-               AND pos < pg_snapshot_xmin(pg_current_snapshot())::text::bigint * 1048576
-             ORDER BY pos LIMIT $3",
-        )
+             ORDER BY pos LIMIT $3"
+        ))
         .await?;
-    let rows = client
-        .query(&stmt, &[&after, &topic_names(topics), &limit.max(0)])
-        .await?;
-    rows.iter()
-        .map(|row| {
-            Ok(StoredEvent {
+    let topics = topic_names(topics);
+    let limit = limit.max(0);
+    settled(|| async {
+        let rows = client.query(&stmt, &[&after, &topics, &limit]).await?;
+        let mut events = Vec::with_capacity(rows.len());
+        for row in &rows {
+            // The first event not yet final ends the answer: nothing after it may be
+            // shown before it.
+            let Some(payload) = row.try_get::<_, Option<&str>>(1)? else {
+                let waiting = events.is_empty();
+                return Ok((events, waiting));
+            };
+            events.push(StoredEvent {
                 seq: row.try_get(0)?,
-                event: Arc::new(serde_json::from_str(row.try_get(1)?)?),
-            })
-        })
-        .collect()
+                event: Arc::new(serde_json::from_str(payload)?),
+            });
+        }
+        Ok((events, false))
+    })
+    .await
 }
 
-/// The newest readable position (0 when none).
+/// The newest readable position (0 when none), once every event committed when it was
+/// asked for is readable (or [`READ_WAIT`] has passed).
 pub(super) async fn last_pos(client: &impl GenericClient) -> Result<i64> {
     let stmt = client
-        .prepare_cached(
-            "SELECT COALESCE(MAX(pos), 0) FROM events
-             WHERE pos < pg_snapshot_xmin(pg_current_snapshot())::text::bigint * 1048576",
-        )
+        .prepare_cached(&format!(
+            "SELECT COALESCE(MAX(pos) FILTER (WHERE pos < {HORIZON}), 0),
+                    COALESCE(MAX(pos), 0)
+             FROM events"
+        ))
         .await?;
-    Ok(client.query_one(&stmt, &[]).await?.get(0))
+    let started = std::time::Instant::now();
+    let mut pause = Duration::from_millis(1);
+    let mut target = None;
+    loop {
+        let row = client.query_one(&stmt, &[]).await?;
+        let (readable, committed): (i64, i64) = (row.try_get(0)?, row.try_get(1)?);
+        let target = *target.get_or_insert(committed);
+        if readable >= target || started.elapsed() >= READ_WAIT {
+            return Ok(readable);
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_millis(50));
+    }
 }
 
 pub(super) async fn count_after(

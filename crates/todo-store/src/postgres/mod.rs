@@ -161,44 +161,27 @@ impl PostgresStore {
         Ok(())
     }
 
-    /// Wakes in-process consumers, and soon those of other processes: something this
-    /// store appended is readable.
+    /// Wakes in-process consumers, and soon those of other processes: this store committed
+    /// events.
     fn bump(&self) {
         self.appended.send_modify(|n| *n = n.wrapping_add(1));
         self.cross.ping();
     }
 
-    /// Runs a single statement that appends at most one event and returns its position,
-    /// and, pipelined right behind it, reads the horizon; then waits until the event is
-    /// readable and wakes consumers. Returns the position, if an event was appended.
+    /// Runs a single statement that appends at most one event and returns its position;
+    /// wakes consumers if it did. Returns the position, if an event was appended.
     async fn write_one(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Option<i64>> {
         let client = self.client().await?;
         let stmt = client.prepare_cached(sql).await?;
-        let horizon = client.prepare_cached(events::HORIZON).await?;
-        // Sent in this order on the one connection: the second statement's snapshot is
-        // taken after the first has committed.
-        let (written, seen) =
-            tokio::join!(client.query(&stmt, params), client.query_one(&horizon, &[]));
-        let pos = written?
+        let rows = client.query(&stmt, params).await?;
+        let pos = rows
             .first()
             .map(|row| row.try_get::<_, i64>(0))
             .transpose()?;
-        if let Some(pos) = pos {
-            let seen = seen.map(|row| row.get::<_, i64>(0)).unwrap_or(i64::MIN);
-            events::wait_published(&client, events::xid_of(pos), seen).await;
+        if pos.is_some() {
             self.bump();
         }
         Ok(pos)
-    }
-
-    /// After a committed transaction that appended up to `pos`: waits until it is
-    /// readable and wakes consumers.
-    async fn published(&self, client: &deadpool_postgres::Client, pos: Option<i64>) {
-        if let Some(pos) = pos {
-            let seen = events::horizon(client).await.unwrap_or(i64::MIN);
-            events::wait_published(client, events::xid_of(pos), seen).await;
-            self.bump();
-        }
     }
 }
 
@@ -365,7 +348,9 @@ impl Store for PostgresStore {
         let (changed, pos) =
             reminders::plan(&tx, task_id, user_id, task_version, plan, now, traceparent).await?;
         tx.commit().await?;
-        self.published(&client, pos).await;
+        if pos.is_some() {
+            self.bump();
+        }
         Ok(changed)
     }
 
@@ -383,7 +368,9 @@ impl Store for PostgresStore {
         let tx = client.transaction().await?;
         let (delivered, pos) = reminders::deliver_due(&tx, now, limit, webhook).await?;
         tx.commit().await?;
-        self.published(&client, pos).await;
+        if pos.is_some() {
+            self.bump();
+        }
         Ok(delivered)
     }
 
