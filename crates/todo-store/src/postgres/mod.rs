@@ -78,6 +78,19 @@ fn pool_size() -> Result<usize> {
     }
 }
 
+/// Applies pending migrations, logging how many there were.
+async fn migrate_logged(client: &mut deadpool_postgres::Client) -> Result<()> {
+    let applied = migrate::to_latest(client).await?;
+    if applied > 0 {
+        tracing::info!(
+            applied,
+            latest = migrate::LATEST,
+            "applied PostgreSQL migrations"
+        );
+    }
+    Ok(())
+}
+
 impl PostgresStore {
     /// Opens a pool on the database at `url` (`postgres://` or `postgresql://`, as libpq
     /// takes them; `?options=-c search_path=...` picks the schema) and applies migrations.
@@ -115,14 +128,7 @@ impl PostgresStore {
             .map_err(|e| StoreError::Unsupported(format!("cannot build the pool: {e}")))?;
         let schema = {
             let mut client = pool.get().await?;
-            let applied = migrate::to_latest(&mut client).await?;
-            if applied > 0 {
-                tracing::info!(
-                    applied,
-                    latest = migrate::LATEST,
-                    "applied PostgreSQL migrations"
-                );
-            }
+            migrate_logged(&mut client).await?;
             let schema: Option<String> = client
                 .query_one("SELECT current_schema()", &[])
                 .await?
@@ -149,16 +155,7 @@ impl PostgresStore {
     }
 
     async fn apply_migrations(&self) -> Result<()> {
-        let mut client = self.client().await?;
-        let applied = migrate::to_latest(&mut client).await?;
-        if applied > 0 {
-            tracing::info!(
-                applied,
-                latest = migrate::LATEST,
-                "applied PostgreSQL migrations"
-            );
-        }
-        Ok(())
+        migrate_logged(&mut self.client().await?).await
     }
 
     /// Wakes in-process consumers, and soon those of other processes: this store committed
