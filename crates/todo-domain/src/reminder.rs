@@ -8,6 +8,9 @@ use crate::task::Task;
 use crate::time::{Timestamp, rfc3339};
 use crate::trace::TraceParent;
 
+/// The service that writes reminder events (their `source` is `todo/notification`).
+pub const REMINDER_SERVICE: &str = "notification";
+
 /// Where a reminder is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
@@ -62,6 +65,43 @@ pub struct Reminder {
     /// The task version this reminder reflects; older events are ignored.
     #[serde(skip)]
     pub task_version: i64,
+}
+
+impl Reminder {
+    /// The `data` of this reminder's CloudEvents.
+    pub fn event_data(&self) -> ReminderData {
+        ReminderData {
+            user_id: self.user_id.clone(),
+            task_id: self.task_id,
+            title: self.title.clone(),
+            due_at: self.due_at,
+            remind_at: self.remind_at,
+        }
+    }
+
+    /// `reminder.scheduled`, appended when a reminder is scheduled or moved, in the trace of
+    /// the task event that caused it.
+    pub fn scheduled_event(&self, time: Timestamp, traceparent: Option<String>) -> CloudEvent {
+        CloudEvent::reminder(
+            EventType::ReminderScheduled,
+            REMINDER_SERVICE,
+            &self.event_data(),
+            time,
+            traceparent,
+        )
+    }
+
+    /// `reminder.due`, appended when the reminder is delivered at `now`; a delivery starts
+    /// a trace of its own.
+    pub fn due_event(&self, now: Timestamp) -> CloudEvent {
+        CloudEvent::reminder(
+            EventType::ReminderDue,
+            REMINDER_SERVICE,
+            &self.event_data(),
+            now,
+            Some(TraceParent::new_root().header()),
+        )
+    }
 }
 
 /// A delivered reminder, as `/notifications` lists it.
@@ -176,45 +216,6 @@ impl ReminderPlan {
     }
 }
 
-/// The service whose events these are.
-const SERVICE: &str = "notification";
-
-impl Reminder {
-    /// What `reminder.*` events carry about this reminder.
-    pub fn event_data(&self) -> ReminderData {
-        ReminderData {
-            user_id: self.user_id.clone(),
-            task_id: self.task_id,
-            title: self.title.clone(),
-            due_at: self.due_at,
-            remind_at: self.remind_at,
-        }
-    }
-
-    /// The `reminder.scheduled` event a store writes with this reminder, when
-    /// [`announces_schedule`] says so; `time` is taken under the store's write lock.
-    pub fn scheduled_event(&self, time: Timestamp, traceparent: Option<String>) -> CloudEvent {
-        CloudEvent::reminder(
-            EventType::ReminderScheduled,
-            SERVICE,
-            &self.event_data(),
-            time,
-            traceparent,
-        )
-    }
-
-    /// The `reminder.due` event of a delivery: a trace of its own, since no request caused it.
-    pub fn due_event(&self, now: Timestamp) -> CloudEvent {
-        CloudEvent::reminder(
-            EventType::ReminderDue,
-            SERVICE,
-            &self.event_data(),
-            now,
-            Some(TraceParent::new_root().header()),
-        )
-    }
-}
-
 /// Whether storing `next` over `existing` schedules something new (a first schedule, a
 /// moved `remind_at`, or a cancelled or sent one scheduled again): then a
 /// `reminder.scheduled` event goes with it.
@@ -239,6 +240,28 @@ mod tests {
             "alice",
             ts("2026-11-22T10:00:00Z"),
         )
+    }
+
+    #[test]
+    fn reminder_events_carry_the_reminder_and_name_the_notification_service() {
+        let t = task(serde_json::json!({"title": "x", "due_at": "2026-12-01T09:00:00Z"}));
+        let r = ReminderPlan::for_task(EventType::TaskCreated, &t, ts("2026-11-22T10:00:00Z"))
+            .apply(None, t.id, "alice", 1)
+            .unwrap();
+        let at = ts("2026-11-22T10:00:01Z");
+        let scheduled = r.scheduled_event(at, Some("00-trace".into()));
+        assert_eq!(scheduled.event_type, "reminder.scheduled");
+        assert_eq!(scheduled.source, "todo/notification");
+        assert_eq!(scheduled.subject, t.id.to_string());
+        assert_eq!(
+            (scheduled.time, scheduled.traceparent.as_deref()),
+            (at, Some("00-trace"))
+        );
+        assert_eq!(scheduled.reminder_data().unwrap(), r.event_data());
+        let due = r.due_event(r.remind_at);
+        assert_eq!(due.event_type, "reminder.due");
+        assert_eq!(due.user_id(), Some("alice"));
+        assert!(due.traceparent.is_some(), "a delivery starts its own trace");
     }
 
     #[test]

@@ -7,6 +7,8 @@
 
 mod error;
 pub mod model;
+#[cfg(feature = "postgres")]
+pub mod postgres;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
 
@@ -37,7 +39,8 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     }
 
     /// A signal bumped after every commit that appended to the outbox in this process, so
-    /// in-process consumers wake at once instead of polling.
+    /// in-process consumers wake at once instead of polling. A store may also bump it when
+    /// another process appended (the PostgreSQL store does, through `LISTEN`/`NOTIFY`).
     fn appended(&self) -> tokio::sync::watch::Receiver<u64>;
 
     /// Applies pending schema migrations.
@@ -187,7 +190,8 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     -> Result<()>;
 }
 
-/// Opens the store named by `database_url` (`sqlite://path` or `sqlite::memory:`).
+/// Opens the store named by `database_url` (`sqlite://path`, or `postgres://...` and
+/// `postgresql://...` when built with the `postgres` feature) and applies its migrations.
 pub async fn connect(database_url: &str) -> Result<Arc<dyn Store>> {
     if database_url.starts_with("sqlite:") {
         #[cfg(feature = "sqlite")]
@@ -197,13 +201,25 @@ pub async fn connect(database_url: &str) -> Result<Arc<dyn Store>> {
             "SQLite is not built into this binary (cargo feature `sqlite`)".into(),
         ));
     } else if database_url.starts_with("postgres:") || database_url.starts_with("postgresql:") {
-        Err(StoreError::Unsupported(
-            "PostgreSQL is not built into this binary yet; use a sqlite:// DATABASE_URL".into(),
-        ))
+        connect_postgres(database_url).await
     } else {
         Err(StoreError::Unsupported(format!(
             "DATABASE_URL must start with sqlite:// or postgres:// (got scheme {:?})",
             database_url.split(':').next().unwrap_or_default()
         )))
     }
+}
+
+#[cfg(feature = "postgres")]
+async fn connect_postgres(database_url: &str) -> Result<Arc<dyn Store>> {
+    Ok(Arc::new(
+        postgres::PostgresStore::connect(database_url).await?,
+    ))
+}
+
+#[cfg(not(feature = "postgres"))]
+async fn connect_postgres(_database_url: &str) -> Result<Arc<dyn Store>> {
+    Err(StoreError::Unsupported(
+        "PostgreSQL is not built into this binary (the `postgres` feature is off); use a sqlite:// DATABASE_URL".into(),
+    ))
 }

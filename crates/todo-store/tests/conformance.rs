@@ -6,6 +6,7 @@
 //! not by sharing an implementation. To add one, write a module with an
 //! `async fn fresh_database() -> (String, impl Sized)` returning a `DATABASE_URL` for an
 //! empty database and a guard that keeps it alive, then call `conformance_tests!` in it.
+//! Tests are named by backend: `sqlite::<scenario>` and `postgres::<scenario>`.
 
 use std::cmp::Ordering;
 use std::collections::HashSet;
@@ -1973,6 +1974,83 @@ pub async fn a_retried_webhook_waits_for_its_next_attempt_and_a_finished_one_is_
 }
 
 // ---------------------------------------------------------------------------------------
+// Forged cursors
+// ---------------------------------------------------------------------------------------
+
+/// A cursor the domain would refuse (`SortKey::check_cursor`), handed to the store anyway:
+/// a key of the wrong type for the sort, a rank or time out of any range, a tie-breaking id
+/// that is no UUID. The store may answer with an error or a page, never a panic, and it
+/// keeps working afterwards.
+pub async fn a_forged_cursor_gives_an_error_or_a_page_never_a_panic(store: &dyn Store) {
+    use todo_domain::cursor::{Cursor, CursorKey};
+    let mut dated = task("alice", "Dated");
+    dated.due_at = Some(t0() + Duration::hours(1));
+    insert(store, &dated).await;
+    insert(store, &task("alice", "Undated")).await;
+
+    let real_id = dated.id.to_string();
+    let keys = [
+        CursorKey::Text("zzz".into()),
+        CursorKey::Text(String::new()),
+        CursorKey::Int(99),
+        CursorKey::Int(-7),
+        CursorKey::Int(i64::MAX),
+        CursorKey::Int(i64::MIN),
+        CursorKey::Int(i64::MAX - 1),
+        CursorKey::Int(i64::MIN + 1),
+    ];
+    let ids = [
+        real_id.as_str(),
+        "not-a-uuid",
+        "",
+        "00000000-0000-0000-0000-00000000000g",
+    ];
+    for sort in SORTS {
+        for descending in [false, true] {
+            for key in &keys {
+                for id in ids {
+                    let query = TaskQuery {
+                        sort,
+                        descending,
+                        after: Some(Cursor {
+                            sort: sort.as_str().to_owned(),
+                            descending,
+                            key: key.clone(),
+                            id: id.to_owned(),
+                        }),
+                        ..all_tasks(10)
+                    };
+                    if let Ok(page) = store.list_tasks("alice", &query).await {
+                        assert!(page.len() <= 2, "only alice's two tasks exist: {page:?}");
+                    }
+                }
+            }
+        }
+    }
+    for id in ids {
+        for key in [0, i64::MAX, i64::MIN] {
+            let query = PageQuery {
+                limit: 10,
+                after: Some(Seek {
+                    key,
+                    id: id.to_owned(),
+                }),
+            };
+            let _ = store.list_reminders("alice", &query).await;
+            let _ = store.list_notifications("alice", &query).await;
+        }
+    }
+    assert_eq!(
+        store
+            .list_tasks("alice", &all_tasks(10))
+            .await
+            .expect("the store still answers")
+            .len(),
+        2
+    );
+}
+
+// ---------------------------------------------------------------------------------------
 // Backends
 // ---------------------------------------------------------------------------------------
 
@@ -2004,6 +2082,7 @@ macro_rules! conformance_tests {
             due_reminders_are_delivered_once_each,
             reminder_and_notification_lists_page_newest_first,
             a_retried_webhook_waits_for_its_next_attempt_and_a_finished_one_is_gone,
+            a_forged_cursor_gives_an_error_or_a_page_never_a_panic,
         );
 
         #[tokio::test]
@@ -2035,6 +2114,18 @@ mod sqlite {
         let dir = tempfile::tempdir().expect("a temporary directory");
         (format!("sqlite://{}/t.db", dir.path().display()), dir)
     }
+
+    conformance_tests!(fresh_database);
+}
+
+#[cfg(feature = "postgres")]
+#[path = "support/postgres.rs"]
+mod pg_support;
+
+/// The same scenarios on PostgreSQL, each in a schema of its own, dropped afterwards.
+#[cfg(feature = "postgres")]
+mod postgres {
+    use super::pg_support::fresh_database;
 
     conformance_tests!(fresh_database);
 }
