@@ -97,6 +97,18 @@ pub enum WebhookOutcome {
     },
 }
 
+impl WebhookOutcome {
+    /// What the delivery row becomes: its status, when it is next due (or when it ended),
+    /// and the last error.
+    pub fn row(&self, now: Timestamp) -> (&'static str, Timestamp, Option<&str>) {
+        match self {
+            WebhookOutcome::Delivered => ("delivered", now, None),
+            WebhookOutcome::Retry { at, error } => ("pending", *at, Some(error.as_str())),
+            WebhookOutcome::GaveUp { error } => ("failed", now, Some(error.as_str())),
+        }
+    }
+}
+
 /// An event a consumer could not handle, to be kept rather than skipped.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeadLetter {

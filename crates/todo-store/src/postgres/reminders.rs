@@ -325,11 +325,7 @@ pub(super) async fn finish_webhook(
     outcome: &WebhookOutcome,
     now: Timestamp,
 ) -> Result<()> {
-    let (status, next, error) = match outcome {
-        WebhookOutcome::Delivered => ("delivered", now, None),
-        WebhookOutcome::Retry { at, error } => ("pending", *at, Some(error.as_str())),
-        WebhookOutcome::GaveUp { error } => ("failed", now, Some(error.as_str())),
-    };
+    let (status, next, error) = outcome.row(now);
     let stmt = client
         .prepare_cached(
             "UPDATE webhook_deliveries SET status = $1, attempts = attempts + 1, next_attempt_at = $2,

@@ -243,11 +243,7 @@ pub(super) fn finish_webhook(
     outcome: &WebhookOutcome,
     now: Timestamp,
 ) -> Result<()> {
-    let (status, next, error) = match outcome {
-        WebhookOutcome::Delivered => ("delivered", now, None),
-        WebhookOutcome::Retry { at, error } => ("pending", *at, Some(error.as_str())),
-        WebhookOutcome::GaveUp { error } => ("failed", now, Some(error.as_str())),
-    };
+    let (status, next, error) = outcome.row(now);
     conn.prepare_cached(
         "UPDATE webhook_deliveries SET status = ?, attempts = attempts + 1, next_attempt_at = ?,
             last_error = ?, updated_at = ? WHERE id = ?",
