@@ -15,11 +15,13 @@ examples="${2:-120}"
 venv="$root/.tools/contract-venv"
 schemathesis_version="4.32.5"
 generator_version="0.29.1"
+validator_version="0.9.0"
 
-if ! "$venv/bin/python" -c "import schemathesis, openapi_python_client" 2>/dev/null \
+if ! "$venv/bin/python" -c "import schemathesis, openapi_python_client, openapi_spec_validator" 2>/dev/null \
   || [ "$("$venv/bin/schemathesis" --version 2>/dev/null | awk '{print $NF}')" != "$schemathesis_version" ]; then
   python3 -m venv "$venv"
-  "$venv/bin/pip" install -q "schemathesis==$schemathesis_version" "openapi-python-client==$generator_version"
+  "$venv/bin/pip" install -q "schemathesis==$schemathesis_version" "openapi-python-client==$generator_version" \
+    "openapi-spec-validator==$validator_version"
 fi
 
 work="$(mktemp -d)"
@@ -43,6 +45,10 @@ until curl -fsS "$base/readyz" >/dev/null 2>&1; do
 done
 token="$("$bin" token --user alice --data-dir "$work/data")"
 
+echo "== openapi-spec-validator $validator_version: the served document is valid OpenAPI 3.1"
+curl -fsS "$base/openapi.json" >"$work/openapi.json"
+"$venv/bin/openapi-spec-validator" "$work/openapi.json"
+
 echo "== schemathesis $schemathesis_version: every check, all phases, $examples examples per operation"
 status=0
 (cd "$here" && "$venv/bin/schemathesis" --config-file "$here/schemathesis.toml" run "$base/openapi.json" \
@@ -59,7 +65,6 @@ if [ "$status" -ne 0 ]; then
 fi
 
 echo "== openapi-python-client $generator_version: generate a client from the served document and drive it"
-curl -fsS "$base/openapi.json" >"$work/openapi.json"
 (cd "$work" && "$venv/bin/openapi-python-client" generate --path "$work/openapi.json" \
   --output-path "$work/todo_client" --meta none --overwrite >/dev/null)
 PYTHONPATH="$work" "$venv/bin/python" "$here/client_test.py" "$base" "$token"
