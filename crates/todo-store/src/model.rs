@@ -142,3 +142,27 @@ pub struct StoredDeadLetter {
     /// Failures recorded for this consumer and event (1 on the first).
     pub attempts: i64,
 }
+
+/// What every store writes for an outbox event besides its own columns: the topic it
+/// belongs on, its partition key (the user id) and its JSON.
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+pub(crate) struct EncodedEvent {
+    pub(crate) topic: todo_domain::Topic,
+    pub(crate) key: String,
+    pub(crate) payload: String,
+}
+
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+impl EncodedEvent {
+    /// Encodes `event`; an unknown type has no topic and is refused.
+    pub(crate) fn new(event: &todo_domain::CloudEvent) -> crate::Result<Self> {
+        let topic = event
+            .topic()
+            .map_err(|e| crate::StoreError::Corrupt(e.to_string()))?;
+        Ok(EncodedEvent {
+            topic,
+            key: event.user_id().unwrap_or_default().to_owned(),
+            payload: serde_json::to_string(event)?,
+        })
+    }
+}

@@ -30,6 +30,7 @@ use todo_domain::{AuditEntry, CloudEvent, Topic};
 use tokio_postgres::types::ToSql;
 use uuid::Uuid;
 
+use crate::model::EncodedEvent;
 use crate::{AuditQuery, Result, StoreError, StoredEvent};
 
 /// Events one transaction may append: the ordinal's share of a position.
@@ -61,14 +62,16 @@ pub(super) struct OutboxRow {
 
 impl OutboxRow {
     pub(super) fn new(event: &CloudEvent) -> Result<Self> {
-        let topic = event
-            .topic()
-            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let EncodedEvent {
+            topic,
+            key,
+            payload,
+        } = EncodedEvent::new(event)?;
         Ok(OutboxRow {
             id: event.id,
             topic: topic.as_str(),
-            key: event.user_id().unwrap_or_default().to_owned(),
-            payload: serde_json::to_string(event)?,
+            key,
+            payload,
             created_at: todo_domain::time::now(),
         })
     }

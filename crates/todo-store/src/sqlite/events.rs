@@ -9,7 +9,8 @@ use todo_domain::{AuditEntry, CloudEvent, Topic};
 
 use super::rows;
 use super::writer::WriteCtx;
-use crate::{AuditQuery, Result, StoreError, StoredEvent};
+use crate::model::EncodedEvent;
+use crate::{AuditQuery, Result, StoredEvent};
 
 /// An event ready for the outbox: serialized by the caller, so the writer thread (the one
 /// serial stage of every write) only inserts it.
@@ -23,13 +24,15 @@ pub(super) struct OutboxRow {
 
 impl OutboxRow {
     pub(super) fn new(event: &CloudEvent) -> Result<Self> {
-        let topic = event
-            .topic()
-            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let EncodedEvent {
+            topic,
+            key,
+            payload,
+        } = EncodedEvent::new(event)?;
         Ok(OutboxRow {
             id: event.id.to_string(),
-            key: event.user_id().unwrap_or_default().to_owned(),
-            payload: serde_json::to_string(event)?,
+            key,
+            payload,
             event: Arc::new(event.clone()),
             topic,
         })
