@@ -31,7 +31,7 @@ pub fn args_with_default_command() -> Vec<std::ffi::OsString> {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the platform (all five services by default).
-    Serve(ServeSettings),
+    Serve(Box<ServeSettings>),
     /// Apply database migrations and exit.
     Migrate(CommonSettings),
     /// Print a token signed with the configured HS256 secret, for local use.

@@ -54,7 +54,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
             };
             let _guard = todo_telemetry::init(settings.common.log_format, &service, "info")?;
             let stop = os_signal().context("cannot install signal handlers")?;
-            let app = Application::build(settings).await?;
+            let app = Application::build(*settings).await?;
             app.run_until_stopped(stop).await
         }
         Command::Migrate(common) => {

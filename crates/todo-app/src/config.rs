@@ -198,6 +198,153 @@ pub enum BusKind {
     Dapr,
 }
 
+/// Kafka security, topics and tuning (`TODO_BUS=kafka`); see docs/configuration.md and,
+/// per cloud, docs/kafka.md.
+#[derive(Debug, Clone, Args)]
+pub struct KafkaSettings {
+    /// `plaintext`, `ssl`, `sasl_plaintext` or `sasl_ssl`.
+    #[arg(long, env = "KAFKA_SECURITY_PROTOCOL", default_value = "plaintext")]
+    pub kafka_security_protocol: String,
+
+    /// `PLAIN`, `SCRAM-SHA-256` or `SCRAM-SHA-512` (with a `sasl_*` protocol).
+    #[arg(long, env = "KAFKA_SASL_MECHANISM")]
+    pub kafka_sasl_mechanism: Option<String>,
+
+    /// SASL user name.
+    #[arg(long, env = "KAFKA_SASL_USERNAME")]
+    pub kafka_sasl_username: Option<String>,
+
+    /// SASL password (prefer `KAFKA_SASL_PASSWORD_FILE`).
+    #[arg(long, env = "KAFKA_SASL_PASSWORD", hide_env_values = true, value_parser = parse_secret)]
+    pub kafka_sasl_password: Option<SecretString>,
+
+    /// A file holding the SASL password (a mounted secret); trailing newlines are ignored.
+    #[arg(long, env = "KAFKA_SASL_PASSWORD_FILE")]
+    pub kafka_sasl_password_file: Option<PathBuf>,
+
+    /// CA bundle (PEM) to verify the brokers' certificates; the system's when unset.
+    #[arg(long, env = "KAFKA_SSL_CA_LOCATION")]
+    pub kafka_ssl_ca_location: Option<String>,
+
+    /// Client certificate (PEM), for mutual TLS.
+    #[arg(long, env = "KAFKA_SSL_CERTIFICATE_LOCATION")]
+    pub kafka_ssl_certificate_location: Option<String>,
+
+    /// Client key (PEM), for mutual TLS.
+    #[arg(long, env = "KAFKA_SSL_KEY_LOCATION")]
+    pub kafka_ssl_key_location: Option<String>,
+
+    /// Topic of `task.*` events.
+    #[arg(long, env = "TODO_TOPIC_TASK_EVENTS", default_value = "task-events")]
+    pub topic_task_events: String,
+
+    /// Topic of `reminder.*` events.
+    #[arg(long, env = "TODO_TOPIC_REMINDERS", default_value = "reminders")]
+    pub topic_reminders: String,
+
+    /// Topic `sync` fans out from (every task and reminder event).
+    #[arg(long, env = "TODO_TOPIC_TASK_UPDATES", default_value = "task-updates")]
+    pub topic_task_updates: String,
+
+    /// Topic of messages consumers gave up on.
+    #[arg(
+        long,
+        env = "TODO_TOPIC_DEAD_LETTERS",
+        default_value = "todo-dead-letters"
+    )]
+    pub topic_dead_letters: String,
+
+    /// Consumer group ids are this prefix and the service name (`todo-audit`, ...).
+    #[arg(long, env = "TODO_KAFKA_GROUP_PREFIX", default_value = "todo-")]
+    pub kafka_group_prefix: String,
+
+    /// Create missing topics at start (turn off where topics are made by the cloud's
+    /// console, as on OCI Streaming).
+    #[arg(long, env = "TODO_KAFKA_CREATE_TOPICS", default_value_t = true, action = clap::ArgAction::Set)]
+    pub kafka_create_topics: bool,
+
+    /// Partitions of created topics.
+    #[arg(long, env = "TODO_KAFKA_PARTITIONS", default_value_t = 3, value_parser = clap::value_parser!(i32).range(1..=1000))]
+    pub kafka_partitions: i32,
+
+    /// Replication factor of created topics.
+    #[arg(long, env = "TODO_KAFKA_REPLICATION", default_value_t = 1, value_parser = clap::value_parser!(i32).range(1..=10))]
+    pub kafka_replication: i32,
+
+    /// Consumer session timeout in milliseconds: how soon a dead member's partitions
+    /// move to the others.
+    #[arg(long, env = "TODO_KAFKA_SESSION_TIMEOUT_MS", default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1000..=300_000))]
+    pub kafka_session_timeout_ms: u32,
+
+    /// Extra librdkafka properties, `key=value` separated by `;`, applied last.
+    #[arg(
+        long,
+        env = "TODO_KAFKA_PROPERTIES",
+        default_value = "",
+        hide_default_value = true
+    )]
+    pub kafka_properties: String,
+}
+
+#[cfg(feature = "kafka")]
+impl KafkaSettings {
+    /// The bus configuration for `brokers`, with every setting checked.
+    pub fn config(&self, brokers: &str) -> anyhow::Result<todo_bus::kafka::KafkaConfig> {
+        use todo_bus::kafka::{
+            KafkaConfig, SaslCredentials, SaslMechanism, SecurityProtocol, TopicNames,
+        };
+        let mut config = KafkaConfig::new(brokers);
+        config.security = SecurityProtocol::parse(&self.kafka_security_protocol)?;
+        let password = match (&self.kafka_sasl_password, &self.kafka_sasl_password_file) {
+            (Some(_), Some(_)) => {
+                bail!("set KAFKA_SASL_PASSWORD or KAFKA_SASL_PASSWORD_FILE, not both")
+            }
+            (Some(p), None) => Some(p.expose_secret().to_owned()),
+            (None, Some(path)) => Some(
+                std::fs::read_to_string(path)
+                    .with_context(|| {
+                        format!("KAFKA_SASL_PASSWORD_FILE {} cannot be read", path.display())
+                    })?
+                    .trim_end_matches(['\r', '\n'])
+                    .to_owned(),
+            ),
+            (None, None) => None,
+        };
+        config.sasl = match (
+            &self.kafka_sasl_mechanism,
+            &self.kafka_sasl_username,
+            password,
+        ) {
+            (None, None, None) => None,
+            (Some(mechanism), Some(username), Some(password)) => Some(SaslCredentials {
+                mechanism: SaslMechanism::parse(mechanism)?,
+                username: username.clone(),
+                password,
+            }),
+            _ => bail!(
+                "SASL needs all of KAFKA_SASL_MECHANISM, KAFKA_SASL_USERNAME and KAFKA_SASL_PASSWORD (or KAFKA_SASL_PASSWORD_FILE)"
+            ),
+        };
+        config.ssl_ca_location = self.kafka_ssl_ca_location.clone();
+        config.ssl_certificate_location = self.kafka_ssl_certificate_location.clone();
+        config.ssl_key_location = self.kafka_ssl_key_location.clone();
+        config.topics = TopicNames {
+            task_events: self.topic_task_events.clone(),
+            reminders: self.topic_reminders.clone(),
+            task_updates: self.topic_task_updates.clone(),
+            dead_letters: self.topic_dead_letters.clone(),
+        };
+        config.group_prefix = self.kafka_group_prefix.clone();
+        config.create_topics = self.kafka_create_topics;
+        config.partitions = self.kafka_partitions;
+        config.replication = self.kafka_replication;
+        config.session_timeout_ms = self.kafka_session_timeout_ms;
+        config.extra = todo_bus::kafka::parse_properties(&self.kafka_properties)?;
+        config.validate()?;
+        Ok(config)
+    }
+}
+
 /// Settings shared by every command that touches data or tokens.
 #[derive(Debug, Clone, Args)]
 pub struct CommonSettings {
@@ -250,6 +397,15 @@ pub struct ServeSettings {
     /// Bootstrap servers for `TODO_BUS=kafka`.
     #[arg(long, env = "KAFKA_BROKERS")]
     pub kafka_brokers: Option<String>,
+
+    #[command(flatten)]
+    pub kafka: KafkaSettings,
+
+    /// Attempts at a failing batch, and then at each of its events alone, before an event
+    /// that keeps failing is dead-lettered. Failures because the store is unavailable do
+    /// not count: those are retried until it is back.
+    #[arg(long, env = "TODO_CONSUMER_MAX_ATTEMPTS", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub consumer_max_attempts: u32,
 
     /// When set, every delivered reminder is also POSTed here, signed with HMAC-SHA256.
     #[arg(long, env = "TODO_NOTIFY_WEBHOOK_URL")]
@@ -353,14 +509,18 @@ impl ServeSettings {
             BusKind::Kafka if self.kafka_brokers.is_none() => {
                 bail!("KAFKA_BROKERS (--kafka-brokers) is required when TODO_BUS=kafka")
             }
-            BusKind::Kafka | BusKind::Dapr => bail!(
-                "TODO_BUS={} is not available in this build; use TODO_BUS=memory",
-                if self.bus == BusKind::Kafka {
-                    "kafka"
-                } else {
-                    "dapr"
-                }
+            #[cfg(feature = "kafka")]
+            BusKind::Kafka => {
+                self.kafka
+                    .config(self.kafka_brokers.as_deref().unwrap_or_default())?;
+            }
+            #[cfg(not(feature = "kafka"))]
+            BusKind::Kafka => bail!(
+                "TODO_BUS=kafka is not built into this binary (cargo feature `kafka`); use TODO_BUS=memory"
             ),
+            BusKind::Dapr => {
+                bail!("TODO_BUS=dapr is not available in this build; use TODO_BUS=memory")
+            }
         }
         if let Some(url) = &self.notify_webhook_url {
             // The URL itself is not echoed: it may carry credentials.

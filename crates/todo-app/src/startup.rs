@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use secrecy::SecretString;
-use todo_bus::EventBus;
 use todo_bus::memory::MemoryBus;
+use todo_bus::{EventBus, Publisher};
 use todo_telemetry::Metrics;
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
@@ -18,7 +18,7 @@ use crate::config::{BusKind, ServeSettings, Service};
 use crate::http;
 use crate::services::consumer::{self, Handler};
 use crate::services::webhook::WebhookConfig;
-use crate::services::{audit, notification, recurring, retention, sync, webhook};
+use crate::services::{audit, notification, recurring, relay, retention, sync, webhook};
 use crate::shutdown::Shutdown;
 use crate::state::{AppState, Readiness, Shared};
 
@@ -31,6 +31,12 @@ pub struct Application {
     shutdown_timeout: Duration,
     /// Event-log retention, when this process owns the whole embedded log.
     retention: Option<Duration>,
+    /// The outbox, read in commit order (the relay's source).
+    outbox: Arc<dyn EventBus>,
+    /// Where the relay publishes, with a broker bus.
+    publisher: Option<Arc<dyn Publisher>>,
+    /// Attempts before a failing event is dead-lettered.
+    max_attempts: u32,
     started: Instant,
 }
 
@@ -46,8 +52,17 @@ impl Application {
             .context("cannot open the store named by DATABASE_URL")?;
         let store: Arc<dyn todo_store::Store> =
             Arc::new(crate::metered::MeteredStore::new(store, metrics.clone()));
-        let bus: Arc<dyn EventBus> = match settings.bus {
-            BusKind::Memory => Arc::new(MemoryBus::new(store.clone())),
+        let outbox: Arc<dyn EventBus> = Arc::new(MemoryBus::new(store.clone()));
+        let (bus, publisher): (Arc<dyn EventBus>, Option<Arc<dyn Publisher>>) = match settings.bus {
+            BusKind::Memory => (outbox.clone(), None),
+            #[cfg(feature = "kafka")]
+            BusKind::Kafka => {
+                let config = settings
+                    .kafka
+                    .config(settings.kafka_brokers.as_deref().unwrap_or_default())?;
+                let kafka = Arc::new(todo_bus::kafka::KafkaBus::new(config)?);
+                (kafka.clone(), Some(kafka))
+            }
             other => anyhow::bail!("TODO_BUS={other:?} is not available in this build"),
         };
         let verifier = settings.common.verifier()?;
@@ -94,6 +109,9 @@ impl Application {
                 && settings.services == crate::config::ServiceSet::all()
                 && settings.event_retention_hours > 0)
                 .then(|| Duration::from_secs(settings.event_retention_hours.saturating_mul(3600))),
+            outbox,
+            publisher,
+            max_attempts: settings.consumer_max_attempts,
             started,
         })
     }
@@ -141,6 +159,23 @@ impl Application {
                 Service::Audit => handlers.push(Arc::new(audit::Audit::new(state.store.clone()))),
             }
         }
+        // The relay runs beside `api`, which writes most events; the outbox keeps the
+        // others (next occurrences, reminders) until it relays them.
+        if let Some(publisher) = &self.publisher
+            && state.services.contains(Service::Api)
+        {
+            tasks.spawn(relay::run(
+                self.outbox.clone(),
+                publisher.clone(),
+                state.metrics.clone(),
+                state.shutdown.clone(),
+            ));
+            tasks.spawn(relay::report_backlog(
+                self.outbox.clone(),
+                state.metrics.clone(),
+                state.shutdown.clone(),
+            ));
+        }
         let lag_targets = handlers.iter().map(|h| (h.name(), h.topics())).collect();
         if let Some(retention) = self.retention {
             let consumers = handlers.iter().map(|h| h.name()).collect();
@@ -159,6 +194,7 @@ impl Application {
                 state.store.clone(),
                 state.metrics.clone(),
                 running,
+                self.max_attempts,
                 state.shutdown.clone(),
             ));
         }

@@ -69,6 +69,15 @@ pub struct Readiness {
 }
 
 impl Readiness {
+    /// Whether any consumer runs in this process.
+    pub fn has_consumers(&self) -> bool {
+        !self
+            .consumers
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .is_empty()
+    }
+
     /// Registers a consumer (not yet running) and returns its flag.
     pub fn register(&self, name: &'static str) -> Arc<AtomicBool> {
         let flag = Arc::new(AtomicBool::new(false));

@@ -8,7 +8,7 @@ use todo_domain::Topic;
 use todo_store::{Store, StoredEvent};
 use tokio::sync::watch;
 
-use crate::{Delivery, EventBus, Result, Subscription};
+use crate::{Batch, Delivery, EventBus, Membership, PartitionLag, Position, Result, Subscription};
 
 /// How long a subscriber sleeps without a wake-up before looking anyway. Wake-ups come from
 /// the store on every append in this process; the poll only covers writers elsewhere
@@ -30,12 +30,20 @@ impl MemoryBus {
 
 #[async_trait]
 impl EventBus for MemoryBus {
-    async fn subscribe(&self, group: &str, topics: &[Topic]) -> Result<Box<dyn Subscription>> {
+    async fn subscribe(
+        &self,
+        group: &str,
+        topics: &[Topic],
+        membership: Membership,
+    ) -> Result<Box<dyn Subscription>> {
+        // One process reads the whole log, so every replica already sees every event; the
+        // group's position is kept either way, so a restart resumes where it stopped.
+        let _ = membership;
         let position = self.store.consumer_position(group).await?;
         Ok(Box::new(MemorySubscription {
             store: self.store.clone(),
             group: group.to_owned(),
-            topics: topics.to_vec(),
+            topics: Topic::in_outbox(topics),
             position,
             acked: position,
             committed: position,
@@ -43,9 +51,17 @@ impl EventBus for MemoryBus {
         }))
     }
 
-    async fn lag(&self, group: &str, topics: &[Topic]) -> Result<i64> {
+    async fn lag(&self, group: &str, topics: &[Topic]) -> Result<Vec<PartitionLag>> {
         let position = self.store.consumer_position(group).await?;
-        Ok(self.store.count_events_after(position, topics).await?)
+        let mut lags = Vec::new();
+        for topic in Topic::in_outbox(topics) {
+            lags.push(PartitionLag {
+                topic: topic.as_str().to_owned(),
+                partition: 0,
+                lag: self.store.count_events_after(position, &[topic]).await?,
+            });
+        }
+        Ok(lags)
     }
 }
 
@@ -76,21 +92,26 @@ impl MemorySubscription {
     }
 }
 
-fn deliveries(events: Vec<StoredEvent>) -> Option<Vec<Delivery>> {
-    (!events.is_empty()).then(|| {
-        events
+fn deliveries(events: Vec<StoredEvent>) -> Option<Batch> {
+    (!events.is_empty()).then(|| Batch {
+        events: events
             .into_iter()
             .map(|e| Delivery {
-                position: e.seq,
+                at: Position {
+                    topic: e.event.topic().map_or("unknown", Topic::as_str).to_owned(),
+                    partition: 0,
+                    offset: e.seq,
+                },
                 event: e.event,
             })
-            .collect()
+            .collect(),
+        unreadable: Vec::new(),
     })
 }
 
 #[async_trait]
 impl Subscription for MemorySubscription {
-    async fn next_batch(&mut self, max: usize) -> Result<Vec<Delivery>> {
+    async fn next_batch(&mut self, max: usize) -> Result<Batch> {
         let max = i64::try_from(max.max(1)).unwrap_or(i64::MAX);
         loop {
             // Mark the signal seen before reading, so an append racing this read still
@@ -123,8 +144,9 @@ impl Subscription for MemorySubscription {
         }
     }
 
-    fn ack(&mut self, batch: &[Delivery]) {
-        if let Some(last) = batch.iter().map(|d| d.position).max() {
+    fn ack(&mut self, batch: &Batch) {
+        // One partition: the position is the log's.
+        if let Some(last) = batch.positions().map(|p| p.offset).max() {
             self.acked = self.acked.max(last);
         }
     }

@@ -89,6 +89,24 @@ impl Topic {
     pub fn parse(s: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|t| t.as_str() == s)
     }
+
+    /// The topics the outbox stores events under that make up `topics`: `task-updates`
+    /// is the fan-out stream of every task and reminder event, so it stands for both.
+    pub fn in_outbox(topics: &[Topic]) -> Vec<Topic> {
+        let mut out = Vec::new();
+        for topic in topics {
+            let parts: &[Topic] = match topic {
+                Topic::TaskUpdates => &[Topic::TaskEvents, Topic::Reminders],
+                other => std::slice::from_ref(other),
+            };
+            for part in parts {
+                if !out.contains(part) {
+                    out.push(*part);
+                }
+            }
+        }
+        out
+    }
 }
 
 /// `data` of `task.*` events.
@@ -303,5 +321,18 @@ mod tests {
             Some(EventType::ReminderScheduled)
         );
         assert_eq!(EventType::parse("task.exploded"), None);
+    }
+
+    #[test]
+    fn task_updates_stands_for_every_outbox_topic() {
+        assert_eq!(
+            Topic::in_outbox(&[Topic::TaskUpdates]),
+            [Topic::TaskEvents, Topic::Reminders]
+        );
+        assert_eq!(
+            Topic::in_outbox(&[Topic::Reminders, Topic::TaskUpdates]),
+            [Topic::Reminders, Topic::TaskEvents]
+        );
+        assert_eq!(Topic::in_outbox(&[Topic::TaskEvents]), [Topic::TaskEvents]);
     }
 }

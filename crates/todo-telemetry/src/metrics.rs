@@ -273,6 +273,24 @@ pub struct ConsumerLabels {
     pub consumer: String,
 }
 
+/// Labels of `todo_consumer_lag_events`: one series per consumer and partition it reads.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct LagLabels {
+    /// Consumer name.
+    pub consumer: String,
+    /// Topic name (the embedded log's topics are `task-events` and `reminders`).
+    pub topic: String,
+    /// Partition number (`0` in the embedded log).
+    pub partition: String,
+}
+
+/// Labels of per-topic series.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TopicLabels {
+    /// Topic name.
+    pub topic: String,
+}
+
 /// Labels of `todo_events_published_total`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct EventTypeLabels {
@@ -285,7 +303,10 @@ pub struct EventTypeLabels {
 pub struct EventMetrics {
     handled: Family<HandledLabels, Counter>,
     failures: Family<FailureLabels, Counter>,
-    lag: Family<ConsumerLabels, Gauge>,
+    lag: Family<LagLabels, Gauge>,
+    outbox_backlog: Gauge,
+    outbox_age: Gauge<f64, std::sync::atomic::AtomicU64>,
+    relayed: Family<TopicLabels, Counter>,
     latency: Family<ConsumerLabels, Histogram, fn() -> Histogram>,
     published: Family<EventTypeLabels, Counter>,
     dead_lettered: Family<DeadLetterLabels, Counter>,
@@ -298,6 +319,9 @@ impl EventMetrics {
             handled: Family::default(),
             failures: Family::default(),
             lag: Family::default(),
+            outbox_backlog: Gauge::default(),
+            outbox_age: Gauge::default(),
+            relayed: Family::default(),
             latency: Family::new_with_constructor(event_histogram),
             published: Family::default(),
             dead_lettered: Family::default(),
@@ -315,8 +339,24 @@ impl EventMetrics {
         );
         registry.register(
             "consumer_lag_events",
-            "Events published but not yet handled, by consumer",
+            "Events after the consumer's committed position, by consumer, topic and partition",
             metrics.lag.clone(),
+        );
+        registry.register(
+            "outbox_backlog_events",
+            "Outbox events not yet relayed to the broker (Kafka and Dapr modes)",
+            metrics.outbox_backlog.clone(),
+        );
+        registry.register_with_unit(
+            "outbox_oldest_age",
+            "Age of the oldest outbox event not yet relayed to the broker, 0 when none",
+            Unit::Seconds,
+            metrics.outbox_age.clone(),
+        );
+        registry.register(
+            "events_relayed",
+            "Outbox events published to the broker, by topic",
+            metrics.relayed.clone(),
         );
         registry.register_with_unit(
             "event_delivery_latency",
@@ -362,13 +402,30 @@ impl EventMetrics {
             .inc();
     }
 
-    /// Sets how many events the consumer is behind the head of the log.
-    pub fn set_lag(&self, consumer: &str, lag: i64) {
+    /// Sets how many events the consumer is behind the head of one partition.
+    pub fn set_lag(&self, consumer: &str, topic: &str, partition: i32, lag: i64) {
         self.lag
-            .get_or_create(&ConsumerLabels {
+            .get_or_create(&LagLabels {
                 consumer: consumer.to_owned(),
+                topic: topic.to_owned(),
+                partition: partition.to_string(),
             })
             .set(lag);
+    }
+
+    /// Sets the outbox backlog: events not yet relayed, and the oldest one's age.
+    pub fn set_outbox(&self, backlog: i64, oldest_age_seconds: f64) {
+        self.outbox_backlog.set(backlog);
+        self.outbox_age.set(oldest_age_seconds.max(0.0));
+    }
+
+    /// Counts events published to the broker on `topic`.
+    pub fn relayed(&self, topic: &str, count: u64) {
+        self.relayed
+            .get_or_create(&TopicLabels {
+                topic: topic.to_owned(),
+            })
+            .inc_by(count);
     }
 
     /// Observes the time from the event's timestamp to it being handled.
@@ -693,7 +750,7 @@ mod tests {
         metrics.events.handled("recurring", "task.completed");
         metrics.events.handled("audit", "task.created");
         metrics.events.failed("reminders", "store");
-        metrics.events.set_lag("ws", 7);
+        metrics.events.set_lag("ws", "task-events", 0, 7);
         metrics.events.observe_latency("ws", 0.02);
         metrics.events.observe_latency("ws", -1.0); // clock skew: counted as 0
         metrics.events.observe_latency("ws", f64::NAN); // ignored
@@ -726,7 +783,10 @@ mod tests {
             Some(1.0)
         );
         assert_eq!(
-            sample(&text, r#"todo_consumer_lag_events{consumer="ws"}"#),
+            sample(
+                &text,
+                r#"todo_consumer_lag_events{consumer="ws",topic="task-events",partition="0"}"#
+            ),
             Some(7.0)
         );
         assert_eq!(

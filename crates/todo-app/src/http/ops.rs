@@ -21,9 +21,26 @@ pub async fn healthz() -> Json<serde_json::Value> {
 /// How long each readiness check may take.
 const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// An error's short label.
+trait Kind: std::fmt::Display {
+    fn kind(&self) -> &'static str;
+}
+
+impl Kind for todo_store::StoreError {
+    fn kind(&self) -> &'static str {
+        todo_store::StoreError::kind(self)
+    }
+}
+
+impl Kind for todo_bus::BusError {
+    fn kind(&self) -> &'static str {
+        todo_bus::BusError::kind(self)
+    }
+}
+
 /// One dependency's state, as `/readyz` reports it.
-async fn check(
-    probe: impl std::future::Future<Output = todo_store::Result<()>>,
+async fn check<E: Kind>(
+    probe: impl std::future::Future<Output = Result<(), E>>,
     what: &str,
 ) -> String {
     match tokio::time::timeout(CHECK_TIMEOUT, probe).await {
@@ -44,9 +61,21 @@ async fn check(
             example = json!({"status": "ready", "checks": {"store": "ok", "writer": "ok", "consumers": "ok"}})),
     ))]
 pub async fn readyz(State(state): State<AppState>) -> Response {
-    let (store, writer) = tokio::join!(
+    // The broker matters to a process that consumes from it; `api` alone keeps taking
+    // writes into the outbox while the broker is down, so it stays ready.
+    let broker = state
+        .bus
+        .check_name()
+        .filter(|_| state.readiness.has_consumers());
+    let (store, writer, bus) = tokio::join!(
         check(state.store.ping(), "store"),
-        check(state.store.ping_writer(), "writer")
+        check(state.store.ping_writer(), "writer"),
+        async {
+            match broker {
+                Some(name) => Some((name, check(state.bus.ping(), name).await)),
+                None => None,
+            }
+        }
     );
     let stopped = state.readiness.stopped();
     let consumers = if stopped.is_empty() {
@@ -54,8 +83,13 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
     } else {
         format!("not running: {}", stopped.join(", "))
     };
-    let checks = json!({"store": store, "writer": writer, "consumers": consumers});
-    let failing: Vec<&str> = ["store", "writer", "consumers"]
+    let mut checks = json!({"store": store, "writer": writer, "consumers": consumers});
+    let mut names = vec!["store", "writer", "consumers"];
+    if let Some((name, state)) = bus {
+        checks[name] = state.into();
+        names.push(name);
+    }
+    let failing: Vec<&str> = names
         .into_iter()
         .filter(|name| checks[*name] != "ok")
         .collect();

@@ -1,30 +1,39 @@
 //! The loop every event consumer runs: subscribe, take a batch, handle it, commit.
 //!
 //! A batch is committed only after it was handled, so a crash redelivers it (at-least-once);
-//! handlers are idempotent. A failing batch is retried with backoff rather than skipped: an
-//! event is never lost because the store was briefly down. Shutdown is checked between
-//! batches, so an in-flight batch is finished and committed first.
+//! handlers are idempotent. A batch that fails because the store is unavailable is retried
+//! with backoff for as long as it takes: an event is never lost because the store was
+//! briefly down. Any other failure is retried a bounded number of times; then the batch's
+//! events are handled one at a time, and an event that still fails alone is given up on.
+//! Shutdown is checked between batches, so an in-flight batch is finished and committed
+//! first.
 //!
-//! An event a handler can never handle as it is (its data cannot be read, it names no
-//! user) is neither retried for ever nor skipped: the handler reports it as [`Rejected`],
-//! and the loop keeps it as a dead letter in the store, counts it and logs
-//! `event dead-lettered`, before acknowledging the batch. One bad event therefore does not
-//! hold the stream up, and is not lost.
+//! An event given up on (it keeps failing, its data cannot be read, it names no user), and
+//! a message that is no CloudEvent at all, is neither retried for ever nor skipped: the
+//! loop keeps it as a dead letter in the store and where the bus keeps them (a dead-letter
+//! topic on Kafka), counts it and logs `event dead-lettered`, before acknowledging the
+//! batch. One bad event therefore does not hold its partition up, and is not lost.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use todo_bus::{Delivery, EventBus, Subscription};
+use todo_bus::{Batch, DeadLetterMessage, Delivery, EventBus, Membership, Position, Subscription};
 use todo_domain::Topic;
-use todo_store::{DeadLetter, Store};
+use todo_store::{DeadLetter, Store, StoreError};
 use todo_telemetry::Metrics;
+use uuid::Uuid;
 
 use crate::shutdown::ShutdownSignal;
 
 /// Largest batch handed to a handler.
 pub const BATCH: usize = 256;
+
+/// How many times a batch, and then each of its events alone, is tried when it fails for
+/// a reason other than the store being unavailable, before its failing events are given
+/// up on (`TODO_CONSUMER_MAX_ATTEMPTS`).
+pub const DEFAULT_MAX_ATTEMPTS: u32 = 5;
 
 /// One consumer's step.
 #[async_trait]
@@ -33,6 +42,10 @@ pub trait Handler: Send + Sync + 'static {
     fn name(&self) -> &'static str;
     /// Topics consumed.
     fn topics(&self) -> &'static [Topic];
+    /// How the group's replicas share the topics: by default each event reaches one of them.
+    fn membership(&self) -> Membership {
+        Membership::Shared
+    }
     /// Handles a batch; must be idempotent, since a batch may be delivered again. Returns
     /// the events it can never handle (kept as dead letters); an `Err` is a failure worth
     /// retrying (the store was unavailable, ...), and the whole batch is handled again.
@@ -51,6 +64,10 @@ pub enum Reason {
     NoUserId,
     /// The event could not be rendered as JSON for a client.
     Unrenderable,
+    /// The message is not a CloudEvent (not JSON, or not an envelope).
+    UnreadableEnvelope,
+    /// Handling kept failing, alone, for as many attempts as allowed.
+    RetriesExhausted,
 }
 
 impl Reason {
@@ -61,6 +78,8 @@ impl Reason {
             Reason::UnknownType => "unknown_type",
             Reason::NoUserId => "no_user_id",
             Reason::Unrenderable => "unrenderable",
+            Reason::UnreadableEnvelope => "unreadable_envelope",
+            Reason::RetriesExhausted => "retries_exhausted",
         }
     }
 }
@@ -88,51 +107,244 @@ impl Rejected {
     }
 }
 
-/// Handles `batch`, then keeps what the handler rejected as dead letters (one write), counts
-/// and logs each. An error (handling, or keeping the letters) leaves the batch to retry.
-async fn handle_batch(
-    handler: &dyn Handler,
-    store: &dyn Store,
-    metrics: &Metrics,
-    batch: &[Delivery],
-) -> anyhow::Result<()> {
-    let rejected = handler.handle(batch).await?;
-    if rejected.is_empty() {
-        return Ok(());
-    }
-    let consumer = handler.name();
-    let failed_at = todo_domain::time::now();
-    let letters: Vec<DeadLetter> = rejected
-        .iter()
-        .map(|r| DeadLetter {
-            consumer: consumer.to_owned(),
-            event_id: r.delivery.event.id,
-            event_type: r.delivery.event.event_type.clone(),
-            position: r.delivery.position,
+/// A message given up on, in the form both dead-letter records take.
+struct Letter {
+    at: Position,
+    key: Option<String>,
+    event_id: Uuid,
+    event_type: String,
+    task_id: String,
+    payload: String,
+    reason: Reason,
+    error: String,
+    attempts: u32,
+}
+
+impl Letter {
+    fn rejected(r: &Rejected, attempts: u32) -> Self {
+        let event = &r.delivery.event;
+        Letter {
+            at: r.delivery.at.clone(),
+            key: event.user_id().map(str::to_owned),
+            event_id: event.id,
+            event_type: event.event_type.clone(),
+            task_id: event.subject.clone(),
             // An event that cannot be rendered as JSON (a `Reason::Unrenderable`) is kept
             // in its debug form rather than not at all.
-            payload: serde_json::to_string(&*r.delivery.event)
-                .unwrap_or_else(|_| format!("{:?}", r.delivery.event)),
-            reason: r.reason.as_str().to_owned(),
+            payload: serde_json::to_string(&**event).unwrap_or_else(|_| format!("{event:?}")),
+            reason: r.reason,
             error: r.error.clone(),
-            failed_at,
-        })
-        .collect();
-    store.record_dead_letters(&letters).await?;
-    for r in &rejected {
-        metrics.events.dead_lettered(consumer, r.reason.as_str());
-        tracing::error!(
-            consumer,
-            event_id = %r.delivery.event.id,
-            event_type = r.delivery.event.event_type.as_str(),
-            task_id = r.delivery.event.subject.as_str(),
-            position = r.delivery.position,
-            reason = r.reason.as_str(),
-            error = r.error.as_str(),
-            "event dead-lettered"
-        );
+            attempts,
+        }
     }
-    Ok(())
+
+    fn unreadable(u: &todo_bus::Unreadable) -> Self {
+        let envelope: Option<serde_json::Value> = serde_json::from_str(&u.payload).ok();
+        let field = |name: &str| {
+            envelope
+                .as_ref()
+                .and_then(|v| v.get(name))
+                .and_then(serde_json::Value::as_str)
+                .map(str::to_owned)
+        };
+        Letter {
+            at: u.at.clone(),
+            key: u.key.clone(),
+            // The envelope's own id when it has one; otherwise one derived from where the
+            // message sits, so a redelivery updates the same dead letter.
+            event_id: field("id")
+                .and_then(|id| id.parse().ok())
+                .unwrap_or_else(|| position_id(&u.at)),
+            event_type: field("type").unwrap_or_default(),
+            task_id: field("subject").unwrap_or_default(),
+            payload: u.payload.clone(),
+            reason: Reason::UnreadableEnvelope,
+            error: u.error.clone(),
+            attempts: 1,
+        }
+    }
+}
+
+/// A stable id for a message without one: its topic's hash and partition, then its offset.
+fn position_id(at: &Position) -> Uuid {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    at.topic.hash(&mut hasher);
+    at.partition.hash(&mut hasher);
+    Uuid::from_u64_pair(hasher.finish(), at.offset as u64)
+}
+
+/// Whether `e` says the store is unavailable: worth retrying for as long as it takes,
+/// rather than counting against the event.
+fn is_unavailable(e: &anyhow::Error) -> bool {
+    e.chain().any(|cause| {
+        cause
+            .downcast_ref::<StoreError>()
+            .is_some_and(StoreError::is_unavailable)
+    })
+}
+
+/// What the loop needs to handle one batch.
+struct Step<'a> {
+    handler: &'a dyn Handler,
+    store: &'a dyn Store,
+    metrics: &'a Metrics,
+    shutdown: &'a ShutdownSignal,
+    max_attempts: u32,
+}
+
+/// How handling ended when it did not succeed.
+enum Failure {
+    /// Retrying is pointless now (shutdown): leave the batch uncommitted for redelivery.
+    GaveUp,
+}
+
+impl Step<'_> {
+    /// Handles `events`, retrying: for ever while the store is unavailable (until shutdown),
+    /// otherwise `max_attempts` times. Returns the events to dead-letter, with the attempts
+    /// each took, or `Err(last error)` once the bounded attempts ran out.
+    async fn attempt(
+        &self,
+        events: &[Delivery],
+    ) -> Result<Result<Vec<(Rejected, u32)>, anyhow::Error>, Failure> {
+        let name = self.handler.name();
+        let mut attempt = 0;
+        let mut unavailable = 0;
+        loop {
+            match self.handler.handle(events).await {
+                Ok(rejected) => {
+                    return Ok(Ok(rejected.into_iter().map(|r| (r, attempt + 1)).collect()));
+                }
+                Err(e) => {
+                    self.metrics.events.failed(name, "handler");
+                    let waiting = is_unavailable(&e);
+                    if waiting {
+                        unavailable += 1;
+                    } else {
+                        attempt += 1;
+                    }
+                    tracing::warn!(
+                        consumer = name,
+                        attempt,
+                        events = events.len(),
+                        store_unavailable = waiting,
+                        error = format!("{e:#}"),
+                        "handling a batch failed; retrying"
+                    );
+                    if self.shutdown.is_triggered() && attempt + unavailable >= 3 {
+                        tracing::warn!(
+                            consumer = name,
+                            "giving up on the batch for shutdown; it will be redelivered"
+                        );
+                        return Err(Failure::GaveUp);
+                    }
+                    if attempt >= self.max_attempts {
+                        return Ok(Err(e));
+                    }
+                    tokio::time::sleep(backoff(attempt.max(unavailable))).await;
+                }
+            }
+        }
+    }
+
+    /// Handles `batch` and keeps what it gives up on as dead letters. `Err` leaves the
+    /// batch unacknowledged (shutdown, or the letters could not be kept).
+    async fn run(&self, sub: &mut dyn Subscription, batch: &Batch) -> Result<(), Failure> {
+        let mut letters: Vec<Letter> = batch.unreadable.iter().map(Letter::unreadable).collect();
+        if !batch.events.is_empty() {
+            match self.attempt(&batch.events).await? {
+                Ok(rejected) => {
+                    letters.extend(rejected.iter().map(|(r, n)| Letter::rejected(r, *n)));
+                }
+                Err(_) => {
+                    // Which event fails? Each alone, with its own attempts.
+                    for delivery in &batch.events {
+                        match self.attempt(std::slice::from_ref(delivery)).await? {
+                            Ok(rejected) => letters
+                                .extend(rejected.iter().map(|(r, n)| Letter::rejected(r, *n))),
+                            Err(e) => {
+                                let r = Rejected::new(
+                                    delivery,
+                                    Reason::RetriesExhausted,
+                                    format!("{e:#}"),
+                                );
+                                letters.push(Letter::rejected(&r, self.max_attempts));
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        if letters.is_empty() {
+            return Ok(());
+        }
+        let mut attempt = 0;
+        while let Err(e) = self.keep(sub, &letters).await {
+            attempt += 1;
+            tracing::warn!(
+                consumer = self.handler.name(),
+                attempt,
+                error = format!("{e:#}"),
+                "keeping dead letters failed; retrying"
+            );
+            if self.shutdown.is_triggered() && attempt >= 3 {
+                return Err(Failure::GaveUp);
+            }
+            tokio::time::sleep(backoff(attempt)).await;
+        }
+        Ok(())
+    }
+
+    /// Keeps `letters` in the store (one write) and on the bus, then counts and logs each.
+    async fn keep(&self, sub: &mut dyn Subscription, letters: &[Letter]) -> anyhow::Result<()> {
+        let consumer = self.handler.name();
+        let failed_at = todo_domain::time::now();
+        let rows: Vec<DeadLetter> = letters
+            .iter()
+            .map(|l| DeadLetter {
+                consumer: consumer.to_owned(),
+                event_id: l.event_id,
+                event_type: l.event_type.clone(),
+                position: l.at.offset,
+                payload: l.payload.clone(),
+                reason: l.reason.as_str().to_owned(),
+                error: l.error.clone(),
+                failed_at,
+            })
+            .collect();
+        self.store.record_dead_letters(&rows).await?;
+        for l in letters {
+            sub.dead_letter(&DeadLetterMessage {
+                consumer,
+                at: &l.at,
+                key: l.key.as_deref(),
+                payload: &l.payload,
+                reason: l.reason.as_str(),
+                error: &l.error,
+                attempts: l.attempts,
+            })
+            .await?;
+        }
+        for l in letters {
+            self.metrics
+                .events
+                .dead_lettered(consumer, l.reason.as_str());
+            tracing::error!(
+                consumer,
+                event_id = %l.event_id,
+                event_type = l.event_type.as_str(),
+                task_id = l.task_id.as_str(),
+                topic = l.at.topic.as_str(),
+                partition = l.at.partition,
+                position = l.at.offset,
+                attempts = l.attempts,
+                reason = l.reason.as_str(),
+                error = l.error.as_str(),
+                "event dead-lettered"
+            );
+        }
+        Ok(())
+    }
 }
 
 /// A span carrying an event's identity, so every log line written while handling it names
@@ -165,7 +377,10 @@ async fn subscribe(
 ) -> Option<Box<dyn Subscription>> {
     let mut attempt = 0;
     loop {
-        match bus.subscribe(handler.name(), handler.topics()).await {
+        match bus
+            .subscribe(handler.name(), handler.topics(), handler.membership())
+            .await
+        {
             Ok(sub) => return Some(sub),
             Err(e) => {
                 tracing::warn!(consumer = handler.name(), error = %e, "subscribe failed; retrying");
@@ -179,14 +394,16 @@ async fn subscribe(
     }
 }
 
-/// Runs `handler` until shutdown, keeping the events it rejects in `store`'s dead letters.
+/// Runs `handler` until shutdown, keeping the events it gives up on as dead letters.
 /// `running` is raised while subscribed (for `/readyz`).
+#[allow(clippy::too_many_arguments)] // the loop's parts, each needed once
 pub async fn run(
     bus: Arc<dyn EventBus>,
     handler: Arc<dyn Handler>,
     store: Arc<dyn Store>,
     metrics: Arc<Metrics>,
     running: Arc<AtomicBool>,
+    max_attempts: u32,
     mut shutdown: ShutdownSignal,
 ) {
     let name = handler.name();
@@ -221,32 +438,23 @@ pub async fn run(
             }
         };
         // Handle even if shutdown arrives meanwhile: finish what is in flight.
-        let mut attempt = 0;
-        while let Err(e) = handle_batch(handler.as_ref(), store.as_ref(), &metrics, &batch).await {
-            metrics.events.failed(name, "handler");
-            attempt += 1;
-            tracing::warn!(
-                consumer = name,
-                attempt,
-                error = format!("{e:#}"),
-                "handling a batch failed; retrying"
-            );
-            if shutdown.is_triggered() && attempt >= 3 {
-                tracing::warn!(
-                    consumer = name,
-                    "giving up on the batch for shutdown; it will be redelivered"
-                );
-                commit(sub.as_mut(), name, &shutdown).await;
-                running.store(false, Ordering::Release);
-                return;
-            }
-            tokio::time::sleep(backoff(attempt)).await;
+        let step = Step {
+            handler: handler.as_ref(),
+            store: store.as_ref(),
+            metrics: &metrics,
+            shutdown: &shutdown,
+            max_attempts: max_attempts.max(1),
+        };
+        if let Err(Failure::GaveUp) = step.run(sub.as_mut(), &batch).await {
+            commit(sub.as_mut(), name, &shutdown).await;
+            running.store(false, Ordering::Release);
+            return;
         }
         sub.ack(&batch);
         commit_at.get_or_insert_with(|| tokio::time::Instant::now() + COMMIT_EVERY);
         failures = 0;
         let now = chrono::Utc::now();
-        for d in &batch {
+        for d in &batch.events {
             metrics.events.handled(name, &d.event.event_type);
             let latency = (now - d.event.time).num_microseconds().unwrap_or(0).max(0) as f64 / 1e6;
             metrics.events.observe_latency(name, latency);
@@ -295,8 +503,12 @@ pub async fn report_lag(
             _ = tick.tick() => {}
         }
         for (name, topics) in &consumers {
-            if let Ok(lag) = bus.lag(name, topics).await {
-                metrics.events.set_lag(name, lag);
+            if let Ok(lags) = bus.lag(name, topics).await {
+                for lag in lags {
+                    metrics
+                        .events
+                        .set_lag(name, &lag.topic, lag.partition, lag.lag);
+                }
             }
         }
     }

@@ -6,6 +6,7 @@ pub mod audit;
 pub mod consumer;
 pub mod notification;
 pub mod recurring;
+pub mod relay;
 pub mod retention;
 pub mod sync;
 pub mod webhook;

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
-use todo_bus::Delivery;
+use todo_bus::{Delivery, Membership};
 use todo_domain::Topic;
 use todo_telemetry::Metrics;
 use tokio::sync::{mpsc, oneshot};
@@ -185,8 +185,15 @@ impl Handler for Sync {
         "sync"
     }
 
+    /// The fan-out stream of every task and reminder event (in the embedded log, both
+    /// topics).
     fn topics(&self) -> &'static [Topic] {
-        &[Topic::TaskEvents, Topic::Reminders]
+        &[Topic::TaskUpdates]
+    }
+
+    /// A client is connected to one replica, so every replica needs every event.
+    fn membership(&self) -> Membership {
+        Membership::EveryReplica
     }
 
     async fn handle(&self, batch: &[Delivery]) -> anyhow::Result<Vec<Rejected>> {

@@ -1,0 +1,148 @@
+//! The outbox relay: reads the outbox in commit order (through the in-process log reader,
+//! as consumer `relay`) and publishes each event to the broker, committing its position
+//! only once the broker has acknowledged the batch. A crash or a broker outage therefore
+//! republishes, never skips: consumers de-duplicate on event id. While the broker is down
+//! the API keeps writing to the outbox, and the relay catches up when it is back.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use todo_bus::{EventBus, Membership, Publisher, Subscription};
+use todo_domain::Topic;
+use todo_telemetry::Metrics;
+
+use crate::shutdown::ShutdownSignal;
+
+/// The relay's position in the outbox, kept like a consumer's.
+pub const NAME: &str = "relay";
+
+/// The outbox topics the relay reads.
+pub const TOPICS: &[Topic] = &[Topic::TaskEvents, Topic::Reminders];
+
+/// Largest batch published at once.
+const BATCH: usize = 1024;
+
+fn backoff(attempt: u32) -> Duration {
+    Duration::from_millis(100u64.saturating_mul(1 << attempt.min(6))).min(Duration::from_secs(5))
+}
+
+async fn subscribe(
+    outbox: &Arc<dyn EventBus>,
+    shutdown: &mut ShutdownSignal,
+) -> Option<Box<dyn Subscription>> {
+    let mut attempt = 0;
+    loop {
+        match outbox.subscribe(NAME, TOPICS, Membership::Shared).await {
+            Ok(sub) => return Some(sub),
+            Err(e) => {
+                attempt += 1;
+                tracing::warn!(error = %e, "reading the outbox failed; retrying");
+                tokio::select! {
+                    () = shutdown.wait() => return None,
+                    () = tokio::time::sleep(backoff(attempt)) => {}
+                }
+            }
+        }
+    }
+}
+
+/// Relays until shutdown. `outbox` reads the store's outbox; `broker` publishes.
+pub async fn run(
+    outbox: Arc<dyn EventBus>,
+    broker: Arc<dyn Publisher>,
+    metrics: Arc<Metrics>,
+    mut shutdown: ShutdownSignal,
+) {
+    let Some(mut sub) = subscribe(&outbox, &mut shutdown).await else {
+        return;
+    };
+    tracing::info!("outbox relay started");
+    let mut failures = 0;
+    loop {
+        let batch = tokio::select! {
+            biased;
+            () = shutdown.wait() => break,
+            batch = sub.next_batch(BATCH) => batch,
+        };
+        let batch = match batch {
+            Ok(batch) => batch,
+            Err(e) => {
+                failures += 1;
+                metrics.events.failed(NAME, e.kind());
+                tracing::warn!(error = %e, "reading the outbox failed; retrying");
+                tokio::time::sleep(backoff(failures)).await;
+                continue;
+            }
+        };
+        for u in &batch.unreadable {
+            // A row that is no CloudEvent cannot be published as one; it stays in the
+            // outbox table, and the error says where.
+            metrics.events.dead_lettered(NAME, "unreadable_envelope");
+            tracing::error!(
+                position = u.at.offset,
+                error = u.error.as_str(),
+                "outbox row unreadable; not relayed"
+            );
+        }
+        let events: Vec<_> = batch.events.iter().map(|d| d.event.clone()).collect();
+        let mut attempt = 0;
+        let counts = loop {
+            match broker.publish(&events).await {
+                Ok(counts) => break Some(counts),
+                Err(e) => {
+                    attempt += 1;
+                    metrics.events.failed(NAME, e.kind());
+                    tracing::warn!(
+                        attempt,
+                        events = events.len(),
+                        error = %e,
+                        "event publish failed; retrying"
+                    );
+                    // At shutdown, leave the batch for the next start (it is republished).
+                    if shutdown.is_triggered() {
+                        break None;
+                    }
+                    tokio::select! {
+                        () = shutdown.wait() => {}
+                        () = tokio::time::sleep(backoff(attempt)) => {}
+                    }
+                }
+            }
+        };
+        let Some(counts) = counts else { break };
+        for (topic, n) in counts {
+            metrics.events.relayed(&topic, n);
+        }
+        sub.ack(&batch);
+        failures = 0;
+        let mut attempt = 0;
+        while let Err(e) = sub.commit().await {
+            attempt += 1;
+            tracing::warn!(error = %e, "saving the relay position failed; retrying");
+            if shutdown.is_triggered() && attempt >= 3 {
+                break;
+            }
+            tokio::time::sleep(backoff(attempt)).await;
+        }
+    }
+    tracing::info!("outbox relay stopped");
+}
+
+/// Keeps the outbox backlog gauges current: events not yet relayed.
+pub async fn report_backlog(
+    outbox: Arc<dyn EventBus>,
+    metrics: Arc<Metrics>,
+    mut shutdown: ShutdownSignal,
+) {
+    let mut tick = tokio::time::interval(Duration::from_secs(5));
+    loop {
+        tokio::select! {
+            () = shutdown.wait() => return,
+            _ = tick.tick() => {}
+        }
+        if let Ok(lags) = outbox.lag(NAME, TOPICS).await {
+            let backlog = lags.iter().map(|l| l.lag).sum();
+            metrics.events.set_outbox(backlog, 0.0);
+        }
+    }
+}

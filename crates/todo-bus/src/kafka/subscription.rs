@@ -1,0 +1,249 @@
+//! A consumer group member on Kafka: batches of messages, per-partition acknowledgements,
+//! offsets committed by hand, dead letters to the dead-letter topic.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use futures_util::FutureExt;
+use rdkafka::client::ClientContext;
+use rdkafka::consumer::{
+    BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
+};
+use rdkafka::message::{BorrowedMessage, Message};
+use rdkafka::producer::FutureProducer;
+use rdkafka::{Offset, TopicPartitionList};
+use todo_domain::{CloudEvent, Topic};
+
+use super::stats::LagTable;
+use super::{KafkaConfig, publish, unavailable};
+use crate::{
+    Batch, BusError, DeadLetterMessage, Delivery, Membership, Position, Result, Subscription,
+    Unreadable,
+};
+
+/// Receives librdkafka's statistics, errors and rebalances for one subscription.
+pub(super) struct Context {
+    group: String,
+    lags: Arc<LagTable>,
+}
+
+impl ClientContext for Context {
+    fn stats_raw(&self, statistics: &[u8]) {
+        self.lags.update_from_json(statistics);
+    }
+
+    fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
+        tracing::warn!(consumer = self.group.as_str(), error = %error, reason, "kafka client error");
+    }
+
+    fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, message: &str) {
+        use rdkafka::config::RDKafkaLogLevel as L;
+        match level {
+            L::Emerg | L::Alert | L::Critical | L::Error => {
+                tracing::error!(target: "librdkafka", facility = fac, "{message}");
+            }
+            L::Warning => tracing::warn!(target: "librdkafka", facility = fac, "{message}"),
+            _ => tracing::debug!(target: "librdkafka", facility = fac, "{message}"),
+        }
+    }
+}
+
+impl ConsumerContext for Context {
+    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        match rebalance {
+            Rebalance::Assign(list) => tracing::info!(
+                consumer = self.group.as_str(),
+                partitions = %describe(list),
+                "partitions assigned"
+            ),
+            Rebalance::Revoke(list) => tracing::info!(
+                consumer = self.group.as_str(),
+                partitions = %describe(list),
+                "partitions revoked"
+            ),
+            Rebalance::Error(e) => {
+                tracing::warn!(consumer = self.group.as_str(), error = %e, "rebalance failed");
+            }
+        }
+    }
+}
+
+fn describe(list: &TopicPartitionList) -> String {
+    list.elements()
+        .iter()
+        .map(|e| format!("{}/{}", e.topic(), e.partition()))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// One group member.
+pub(super) struct KafkaSubscription {
+    consumer: Arc<StreamConsumer<Context>>,
+    group: String,
+    /// Whether this member commits (shared groups) or only reads (every-replica).
+    commits: bool,
+    /// Per partition, the offset after the last acknowledged message.
+    acked: HashMap<(String, i32), i64>,
+    /// Per partition, the last offset committed.
+    committed: HashMap<(String, i32), i64>,
+    producer: FutureProducer,
+    dead_letter_topic: String,
+}
+
+impl KafkaSubscription {
+    pub(super) fn new(
+        config: &KafkaConfig,
+        group: &str,
+        topics: &[Topic],
+        membership: Membership,
+        producer: FutureProducer,
+        lags: Arc<LagTable>,
+    ) -> Result<Self> {
+        let (group_id, reset) = match membership {
+            Membership::Shared => (config.group_id(group), "earliest"),
+            // A group of its own per process: it is then the only member and is assigned
+            // every partition, from the newest message on.
+            Membership::EveryReplica => (
+                format!(
+                    "{}-{}",
+                    config.group_id(group),
+                    uuid::Uuid::new_v4().simple()
+                ),
+                "latest",
+            ),
+        };
+        let session = config.session_timeout_ms.to_string();
+        let heartbeat = (config.session_timeout_ms / 10).max(100).to_string();
+        let consumer: StreamConsumer<Context> = config
+            .client(&[
+                ("group.id", group_id.as_str()),
+                ("enable.auto.commit", "false"),
+                ("enable.auto.offset.store", "false"),
+                ("auto.offset.reset", reset),
+                ("session.timeout.ms", session.as_str()),
+                ("heartbeat.interval.ms", heartbeat.as_str()),
+                // Low latency on a quiet topic: the broker answers a fetch within 10 ms.
+                ("fetch.wait.max.ms", "10"),
+                ("statistics.interval.ms", "5000"),
+            ])
+            .create_with_context(Context {
+                group: group.to_owned(),
+                lags,
+            })
+            .map_err(|e| BusError::Unsupported(format!("invalid Kafka consumer settings: {e}")))?;
+        let names: Vec<&str> = topics.iter().map(|t| config.topics.name(*t)).collect();
+        consumer.subscribe(&names).map_err(unavailable)?;
+        tracing::info!(consumer = group, group_id, topics = ?names, "subscribed");
+        Ok(KafkaSubscription {
+            consumer: Arc::new(consumer),
+            group: group.to_owned(),
+            commits: membership == Membership::Shared,
+            acked: HashMap::new(),
+            committed: HashMap::new(),
+            producer,
+            dead_letter_topic: config.topics.dead_letters.clone(),
+        })
+    }
+}
+
+/// Adds `message` to `batch`, readable or not.
+fn push(message: &BorrowedMessage<'_>, batch: &mut Batch) {
+    let at = Position {
+        topic: message.topic().to_owned(),
+        partition: message.partition(),
+        offset: message.offset(),
+    };
+    let payload = message.payload().unwrap_or_default();
+    match serde_json::from_slice::<CloudEvent>(payload) {
+        Ok(event) => batch.events.push(Delivery {
+            at,
+            event: Arc::new(event),
+        }),
+        Err(e) => batch.unreadable.push(Unreadable {
+            at,
+            key: message
+                .key()
+                .map(|k| String::from_utf8_lossy(k).into_owned()),
+            payload: String::from_utf8_lossy(payload).into_owned(),
+            error: format!("not a CloudEvent: {e}"),
+        }),
+    }
+}
+
+#[async_trait]
+impl Subscription for KafkaSubscription {
+    async fn next_batch(&mut self, max: usize) -> Result<Batch> {
+        let consumer = &self.consumer;
+        let mut batch = Batch::default();
+        // The only await: `recv` is cancel-safe, and everything after it is synchronous,
+        // so a dropped call loses no message.
+        let first = consumer.recv().await.map_err(unavailable)?;
+        push(&first, &mut batch);
+        drop(first);
+        let mut taken = 1;
+        while taken < max.max(1) {
+            match consumer.recv().now_or_never() {
+                Some(Ok(message)) => push(&message, &mut batch),
+                // Errors are reported on the next call, which then waits for them.
+                Some(Err(_)) | None => break,
+            }
+            taken += 1;
+        }
+        Ok(batch)
+    }
+
+    fn ack(&mut self, batch: &Batch) {
+        for at in batch.positions() {
+            let next = self
+                .acked
+                .entry((at.topic.clone(), at.partition))
+                .or_insert(0);
+            *next = (*next).max(at.offset + 1);
+        }
+    }
+
+    async fn commit(&mut self) -> Result<()> {
+        if !self.commits {
+            return Ok(());
+        }
+        let mut list = TopicPartitionList::new();
+        let mut committing = Vec::new();
+        // Only partitions this member still holds: after a rebalance their new owner
+        // commits, and anything acknowledged here but not committed is redelivered there.
+        let assigned = self.consumer.assignment().map_err(unavailable)?;
+        for ((topic, partition), next) in &self.acked {
+            if self.committed.get(&(topic.clone(), *partition)) == Some(next) {
+                continue;
+            }
+            if assigned.find_partition(topic, *partition).is_none() {
+                continue;
+            }
+            list.add_partition_offset(topic, *partition, Offset::Offset(*next))
+                .map_err(unavailable)?;
+            committing.push(((topic.clone(), *partition), *next));
+        }
+        self.acked
+            .retain(|(topic, partition), _| assigned.find_partition(topic, *partition).is_some());
+        if committing.is_empty() {
+            return Ok(());
+        }
+        let consumer = self.consumer.clone();
+        tokio::task::spawn_blocking(move || consumer.commit(&list, CommitMode::Sync))
+            .await
+            .map_err(|e| BusError::Failed(e.to_string()))?
+            .map_err(unavailable)?;
+        self.committed.extend(committing);
+        Ok(())
+    }
+
+    async fn dead_letter(&mut self, letter: &DeadLetterMessage<'_>) -> Result<()> {
+        publish::dead_letter(&self.producer, &self.dead_letter_topic, letter).await?;
+        tracing::debug!(
+            consumer = self.group.as_str(),
+            topic = self.dead_letter_topic.as_str(),
+            "dead letter published"
+        );
+        Ok(())
+    }
+}
