@@ -149,14 +149,25 @@ impl EventBus for KafkaBus {
             .lock()
             .expect("lag registry poisoned")
             .insert(group.to_owned(), lags.clone());
-        let sub = subscription::KafkaSubscription::new(
-            &self.config,
-            group,
-            topics,
-            membership,
+        let (config, group_name, topics, producer) = (
+            self.config.clone(),
+            group.to_owned(),
+            topics.to_vec(),
             self.producer.clone(),
-            lags,
-        )?;
+        );
+        // Creating the consumer asks the broker for metadata and watermarks: blocking calls.
+        let sub = tokio::task::spawn_blocking(move || {
+            subscription::KafkaSubscription::new(
+                &config,
+                &group_name,
+                &topics,
+                membership,
+                producer,
+                lags,
+            )
+        })
+        .await
+        .map_err(|e| BusError::Failed(e.to_string()))??;
         Ok(Box::new(sub))
     }
 

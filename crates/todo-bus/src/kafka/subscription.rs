@@ -102,8 +102,7 @@ impl KafkaSubscription {
     ) -> Result<Self> {
         let (group_id, reset) = match membership {
             Membership::Shared => (config.group_id(group), "earliest"),
-            // A group of its own per process: it is then the only member and is assigned
-            // every partition, from the newest message on.
+            // Read, never commit: the id only names the client to the broker.
             Membership::EveryReplica => (
                 format!(
                     "{}-{}",
@@ -133,7 +132,14 @@ impl KafkaSubscription {
             })
             .map_err(|e| BusError::Unsupported(format!("invalid Kafka consumer settings: {e}")))?;
         let names: Vec<&str> = topics.iter().map(|t| config.topics.name(*t)).collect();
-        consumer.subscribe(&names).map_err(unavailable)?;
+        match membership {
+            Membership::Shared => consumer.subscribe(&names).map_err(unavailable)?,
+            // Every partition, from the high watermark as it is now: an event published
+            // after this returns is delivered, with no group join to wait for.
+            Membership::EveryReplica => consumer
+                .assign(&end_of_every_partition(&consumer, &names)?)
+                .map_err(unavailable)?,
+        }
         tracing::info!(consumer = group, group_id, topics = ?names, "subscribed");
         Ok(KafkaSubscription {
             consumer: Arc::new(consumer),
@@ -145,6 +151,42 @@ impl KafkaSubscription {
             dead_letter_topic: config.topics.dead_letters.clone(),
         })
     }
+}
+
+/// How long the metadata and watermark requests of a subscription may take.
+const SETUP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Every partition of `topics` at its current high watermark. Blocking: called from
+/// `subscribe`, which runs it on the blocking pool.
+fn end_of_every_partition(
+    consumer: &StreamConsumer<Context>,
+    topics: &[&str],
+) -> Result<TopicPartitionList> {
+    let mut list = TopicPartitionList::new();
+    for topic in topics {
+        let metadata = consumer
+            .fetch_metadata(Some(topic), SETUP_TIMEOUT)
+            .map_err(unavailable)?;
+        let partitions: Vec<i32> = metadata
+            .topics()
+            .iter()
+            .filter(|t| t.name() == *topic)
+            .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+            .collect();
+        if partitions.is_empty() {
+            return Err(BusError::Unavailable(format!(
+                "topic {topic} has no partitions yet"
+            )));
+        }
+        for partition in partitions {
+            let (_, high) = consumer
+                .fetch_watermarks(topic, partition, SETUP_TIMEOUT)
+                .map_err(unavailable)?;
+            list.add_partition_offset(topic, partition, Offset::Offset(high))
+                .map_err(unavailable)?;
+        }
+    }
+    Ok(list)
 }
 
 /// Adds `message` to `batch`, readable or not.
