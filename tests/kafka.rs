@@ -78,7 +78,13 @@ async fn audit(app: &TestApp, user: &str) -> Vec<Value> {
 
 /// Waits until the audit log holds exactly `expected` (event type, task id) pairs for
 /// `task.created`, then checks no event id appears twice.
-async fn audited_once(app: &TestApp, user: &str, created: &HashSet<String>) -> Vec<Value> {
+/// `others` are the deployment's other processes, whose logs a failure shows too.
+async fn audited_once(
+    app: &TestApp,
+    others: &[&TestApp],
+    user: &str,
+    created: &HashSet<String>,
+) -> Vec<Value> {
     let items = eventually(Duration::from_secs(60), || async {
         let items = audit(app, user).await;
         let got: HashSet<String> = items
@@ -91,8 +97,14 @@ async fn audited_once(app: &TestApp, user: &str, created: &HashSet<String>) -> V
     .await
     .unwrap_or_else(|| {
         panic!(
-            "the audit log did not come to hold the {} creations",
-            created.len()
+            "the audit log did not come to hold the {} creations; logs:\n{}",
+            created.len(),
+            std::iter::once(app)
+                .chain(others.iter().copied())
+                .flat_map(|a| a.logs())
+                .filter(|l| !l.contains("\"message\":\"request\""))
+                .collect::<Vec<_>>()
+                .join("\n")
         )
     });
     let ids: Vec<&str> = items
@@ -182,7 +194,7 @@ async fn the_platform_runs_end_to_end_on_kafka_in_one_process() {
     .expect("the next occurrence within 10 s");
     assert_eq!(next["parent_task_id"], id.as_str());
     let created: HashSet<String> = [id.clone(), next["id"].as_str().unwrap().to_owned()].into();
-    audited_once(&app, "alice", &created).await;
+    audited_once(&app, &[], "alice", &created).await;
     let reminders = eventually(Duration::from_secs(10), || async {
         let items = app.get_json("alice", "/reminders").await["items"]
             .as_array()
@@ -262,6 +274,11 @@ async fn the_broker_is_killed_mid_stream_and_nothing_is_lost() {
     for i in 0..10 {
         created.insert(create(&api, "alice", &format!("before {i}")).await);
     }
+    // Relayed (after this instant) and consumed; then noida-db must have saved them, or
+    // its SIGKILL loses them (it saves shortly after writes: see `Broker::wait_saved`).
+    let written = std::time::SystemTime::now();
+    audited_once(&workers, &[&api], "alice", &created).await;
+    env.broker.wait_saved(written);
     env.broker.kill();
     // The API keeps taking writes: they wait in the outbox.
     for i in 0..10 {
@@ -295,7 +312,16 @@ async fn the_broker_is_killed_mid_stream_and_nothing_is_lost() {
         created.insert(create(&api, "alice", &format!("after {i}")).await);
     }
     wait_ready(&workers).await;
-    audited_once(&workers, "alice", &created).await;
+    audited_once(&workers, &[&api], "alice", &created).await;
+    let logs = workers.logs().join("\n");
+    assert!(
+        logs.contains("kafka brokers unreachable"),
+        "one WARN for the outage"
+    );
+    assert!(
+        logs.contains("kafka brokers reachable again"),
+        "one INFO when it ends"
+    );
 }
 
 #[tokio::test]
@@ -358,7 +384,7 @@ async fn each_consumer_killed_mid_stream_resumes_without_duplicates() {
     for t in &next {
         created.insert(t["id"].as_str().unwrap().to_owned());
     }
-    audited_once(&services["audit"], "alice", &created).await;
+    audited_once(&services["audit"], &[&api], "alice", &created).await;
     // One reminder per task that has one (each completed task's is cancelled; each next
     // occurrence's is scheduled), none twice.
     let reminders = eventually(Duration::from_secs(60), || async {
@@ -413,7 +439,7 @@ async fn a_poison_message_is_dead_lettered_and_the_rest_flows_on() {
     let env = Env::new(Kind::Noida).await;
     let app = env.spawn("all").await;
     let first = create(&app, "alice", "first").await;
-    audited_once(&app, "alice", &[first.clone()].into()).await;
+    audited_once(&app, &[], "alice", &[first.clone()].into()).await;
 
     let producer: FutureProducer = rdkafka::ClientConfig::new()
         .set("bootstrap.servers", env.broker.addr())
@@ -429,7 +455,7 @@ async fn a_poison_message_is_dead_lettered_and_the_rest_flows_on() {
         .await
         .expect("poison produced");
     let second = create(&app, "alice", "second").await;
-    audited_once(&app, "alice", &[first, second].into()).await;
+    audited_once(&app, &[], "alice", &[first, second].into()).await;
 
     let dlq: StreamConsumer = rdkafka::ClientConfig::new()
         .set("bootstrap.servers", env.broker.addr())

@@ -416,13 +416,27 @@ pub async fn run(
     // Positions are committed at most every COMMIT_EVERY (and at shutdown), not per batch:
     // under load a commit per batch per consumer would queue on the store's single writer.
     let mut commit_at: Option<tokio::time::Instant> = None;
+    let mut commit_failures = 0;
     loop {
         let batch = tokio::select! {
             biased;
             () = shutdown.wait() => break,
             () = sleep_until_or_never(commit_at) => {
-                commit(sub.as_mut(), name, &shutdown).await;
-                commit_at = None;
+                // A failed commit is tried again later while reading goes on: a broker
+                // may refuse commits until this member has rejoined its group, which
+                // happens while it reads. What stays uncommitted is at worst redelivered.
+                commit_at = match sub.commit().await {
+                    Ok(()) => {
+                        commit_failures = 0;
+                        None
+                    }
+                    Err(e) => {
+                        commit_failures += 1;
+                        metrics.events.failed(name, "commit");
+                        tracing::warn!(consumer = name, error = %e, attempt = commit_failures, "commit failed; retrying");
+                        Some(tokio::time::Instant::now() + backoff(commit_failures))
+                    }
+                };
                 continue;
             }
             batch = sub.next_batch(BATCH) => batch,

@@ -14,6 +14,8 @@
 //!   broker reports against the group's committed offset.
 
 mod config;
+mod log;
+mod producer;
 mod publish;
 mod stats;
 mod subscription;
@@ -26,7 +28,8 @@ use async_trait::async_trait;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::producer::{FutureProducer, Producer};
+use rdkafka::producer::Producer;
+
 use todo_domain::Topic;
 use tokio::sync::OnceCell;
 
@@ -44,7 +47,7 @@ const PING_TIMEOUT: Duration = Duration::from_secs(2);
 #[derive(Clone)]
 pub struct KafkaBus {
     config: Arc<KafkaConfig>,
-    producer: FutureProducer,
+    producer: Arc<producer::ProducerSlot>,
     topics_ready: Arc<OnceCell<()>>,
     /// Each subscribed group's latest per-partition lag.
     lags: Arc<Mutex<HashMap<String, Arc<LagTable>>>>,
@@ -64,12 +67,10 @@ impl KafkaBus {
     /// down at start, and writes still go to the outbox meanwhile.
     pub fn new(config: KafkaConfig) -> Result<Self> {
         config.validate()?;
-        let producer = config
-            .client(&publish::PRODUCER_TUNING)
-            .create::<FutureProducer>()
-            .map_err(|e| BusError::Unsupported(format!("invalid Kafka producer settings: {e}")))?;
+        let config = Arc::new(config);
+        let producer = Arc::new(producer::ProducerSlot::new(config.clone())?);
         Ok(KafkaBus {
-            config: Arc::new(config),
+            config,
             producer,
             topics_ready: Arc::default(),
             lags: Arc::default(),
@@ -190,7 +191,7 @@ impl EventBus for KafkaBus {
     }
 
     async fn ping(&self) -> Result<()> {
-        let producer = self.producer.clone();
+        let producer = self.producer.get();
         tokio::task::spawn_blocking(move || {
             producer
                 .client()

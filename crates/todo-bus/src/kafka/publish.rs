@@ -6,9 +6,10 @@ use std::time::Duration;
 use async_trait::async_trait;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
+use rdkafka::producer::{DeliveryFuture, FutureRecord};
 use todo_domain::{CloudEvent, Topic};
 
+use super::producer::{EventProducer, ProducerSlot};
 use super::{KafkaBus, unavailable};
 use crate::{BusError, DeadLetterMessage, Publisher, Result};
 
@@ -31,7 +32,7 @@ const CLOUDEVENTS_JSON: &str = "application/cloudevents+json";
 
 /// Hands a record to librdkafka, waiting while its queue is full.
 async fn enqueue(
-    producer: &FutureProducer,
+    producer: &EventProducer,
     mut record: FutureRecord<'_, str, str>,
 ) -> Result<DeliveryFuture> {
     loop {
@@ -83,39 +84,52 @@ fn event_headers(event: &CloudEvent) -> OwnedHeaders {
 impl Publisher for KafkaBus {
     async fn publish(&self, events: &[Arc<CloudEvent>]) -> Result<Vec<(String, u64)>> {
         self.ensure_topics().await?;
-        let names = &self.config.topics;
-        let mut pending = Vec::with_capacity(events.len() * 2);
-        let mut counts: Vec<(String, u64)> = Vec::new();
-        let mut count = |topic: &str| match counts.iter_mut().find(|(t, _)| t == topic) {
-            Some((_, n)) => *n += 1,
-            None => counts.push((topic.to_owned(), 1)),
-        };
-        for event in events {
-            let payload = serde_json::to_string(&**event)
-                .map_err(|e| BusError::Failed(format!("event {} is not JSON: {e}", event.id)))?;
-            // An event of a type this build does not know still travels, on the task
-            // topic, where its consumers keep it as a dead letter.
-            let topic = names.name(event.topic().unwrap_or(Topic::TaskEvents));
-            let key = event.user_id().unwrap_or_default();
-            for topic in [topic, names.task_updates.as_str()] {
-                let record = FutureRecord::to(topic)
-                    .key(key)
-                    .payload(payload.as_str())
-                    .headers(event_headers(event));
-                pending.push(enqueue(&self.producer, record).await?);
-                count(topic);
-            }
+        let producer = self.producer.get();
+        let result = publish_with(&producer, &self.config.topics, events).await;
+        match &result {
+            Ok(_) => self.producer.log.flowing(),
+            Err(_) => self.producer.recover(&producer),
         }
-        for delivery in pending {
-            delivered(delivery).await?;
-        }
-        Ok(counts)
+        result
     }
+}
+
+async fn publish_with(
+    producer: &EventProducer,
+    names: &super::TopicNames,
+    events: &[Arc<CloudEvent>],
+) -> Result<Vec<(String, u64)>> {
+    let mut pending = Vec::with_capacity(events.len() * 2);
+    let mut counts: Vec<(String, u64)> = Vec::new();
+    let mut count = |topic: &str| match counts.iter_mut().find(|(t, _)| t == topic) {
+        Some((_, n)) => *n += 1,
+        None => counts.push((topic.to_owned(), 1)),
+    };
+    for event in events {
+        let payload = serde_json::to_string(&**event)
+            .map_err(|e| BusError::Failed(format!("event {} is not JSON: {e}", event.id)))?;
+        // An event of a type this build does not know still travels, on the task
+        // topic, where its consumers keep it as a dead letter.
+        let topic = names.name(event.topic().unwrap_or(Topic::TaskEvents));
+        let key = event.user_id().unwrap_or_default();
+        for topic in [topic, names.task_updates.as_str()] {
+            let record = FutureRecord::to(topic)
+                .key(key)
+                .payload(payload.as_str())
+                .headers(event_headers(event));
+            pending.push(enqueue(producer, record).await?);
+            count(topic);
+        }
+    }
+    for delivery in pending {
+        delivered(delivery).await?;
+    }
+    Ok(counts)
 }
 
 /// Sends `letter` to the dead-letter topic, with where it came from and why in headers.
 pub(super) async fn dead_letter(
-    producer: &FutureProducer,
+    slot: &ProducerSlot,
     topic: &str,
     letter: &DeadLetterMessage<'_>,
 ) -> Result<()> {
@@ -157,5 +171,13 @@ pub(super) async fn dead_letter(
     if let Some(key) = letter.key {
         record = record.key(key);
     }
-    delivered(enqueue(producer, record).await?).await
+    let producer = slot.get();
+    let result = match enqueue(&producer, record).await {
+        Ok(delivery) => delivered(delivery).await,
+        Err(e) => Err(e),
+    };
+    if result.is_err() {
+        slot.recover(&producer);
+    }
+    result
 }

@@ -11,7 +11,6 @@ use rdkafka::consumer::{
     BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
 };
 use rdkafka::message::{BorrowedMessage, Message};
-use rdkafka::producer::FutureProducer;
 use rdkafka::{Offset, TopicPartitionList};
 use todo_domain::{CloudEvent, Topic};
 
@@ -26,6 +25,7 @@ use crate::{
 pub(super) struct Context {
     group: String,
     lags: Arc<LagTable>,
+    log: super::log::ClientLog,
 }
 
 impl ClientContext for Context {
@@ -34,18 +34,11 @@ impl ClientContext for Context {
     }
 
     fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
-        tracing::warn!(consumer = self.group.as_str(), error = %error, reason, "kafka client error");
+        self.log.error(&error, reason);
     }
 
     fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, message: &str) {
-        use rdkafka::config::RDKafkaLogLevel as L;
-        match level {
-            L::Emerg | L::Alert | L::Critical | L::Error => {
-                tracing::error!(target: "librdkafka", facility = fac, "{message}");
-            }
-            L::Warning => tracing::warn!(target: "librdkafka", facility = fac, "{message}"),
-            _ => tracing::debug!(target: "librdkafka", facility = fac, "{message}"),
-        }
+        super::log::librdkafka(level, fac, message);
     }
 }
 
@@ -87,7 +80,7 @@ pub(super) struct KafkaSubscription {
     acked: HashMap<(String, i32), i64>,
     /// Per partition, the last offset committed.
     committed: HashMap<(String, i32), i64>,
-    producer: FutureProducer,
+    producer: Arc<super::producer::ProducerSlot>,
     dead_letter_topic: String,
 }
 
@@ -97,7 +90,7 @@ impl KafkaSubscription {
         group: &str,
         topics: &[Topic],
         membership: Membership,
-        producer: FutureProducer,
+        producer: Arc<super::producer::ProducerSlot>,
         lags: Arc<LagTable>,
     ) -> Result<Self> {
         let (group_id, reset) = match membership {
@@ -129,6 +122,7 @@ impl KafkaSubscription {
             .create_with_context(Context {
                 group: group.to_owned(),
                 lags,
+                log: super::log::ClientLog::new(group),
             })
             .map_err(|e| BusError::Unsupported(format!("invalid Kafka consumer settings: {e}")))?;
         let names: Vec<&str> = topics.iter().map(|t| config.topics.name(*t)).collect();
@@ -213,14 +207,32 @@ fn push(message: &BorrowedMessage<'_>, batch: &mut Batch) {
     }
 }
 
+impl KafkaSubscription {
+    /// Notes that messages flow again, after the broker was reported down.
+    fn log_connected(&self) {
+        self.consumer.context().log.flowing();
+    }
+}
+
 #[async_trait]
 impl Subscription for KafkaSubscription {
     async fn next_batch(&mut self, max: usize) -> Result<Batch> {
         let consumer = &self.consumer;
         let mut batch = Batch::default();
-        // The only await: `recv` is cancel-safe, and everything after it is synchronous,
-        // so a dropped call loses no message.
-        let first = consumer.recv().await.map_err(unavailable)?;
+        // The only awaits are `recv`, which is cancel-safe, and everything after the one
+        // that returns a message is synchronous, so a dropped call loses no message.
+        let first = loop {
+            match consumer.recv().await {
+                Ok(message) => break message,
+                // librdkafka reconnects by itself; its connection errors are reported here
+                // only to inform (and `/readyz` says the broker is down meanwhile).
+                Err(e) if super::log::is_transient(&e) => {
+                    tracing::debug!(consumer = self.group.as_str(), error = %e, "kafka consume error");
+                }
+                Err(e) => return Err(unavailable(e)),
+            }
+        };
+        self.log_connected();
         push(&first, &mut batch);
         drop(first);
         let mut taken = 1;

@@ -153,6 +153,26 @@ impl Broker {
         }
     }
 
+    /// Waits until noida-db has written its data file after `since`. It saves its state
+    /// to `kafka.json` shortly after writes, not on each one, so a SIGKILL right after a
+    /// write loses that write, acknowledged or not: a flaw of the test broker, not
+    /// something a client can make up for. A drill that kills it waits for this first.
+    pub fn wait_saved(&self, since: std::time::SystemTime) {
+        assert_eq!(self.kind, Kind::Noida, "only noida-db saves to a file");
+        let file = self.data.path().join("data/kafka.json");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !std::fs::metadata(&file)
+            .and_then(|m| m.modified())
+            .is_ok_and(|t| t > since)
+        {
+            assert!(
+                Instant::now() < deadline,
+                "noida-db did not save within 10 s"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// Sends SIGKILL and waits for the process to end.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
