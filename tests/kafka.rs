@@ -284,6 +284,19 @@ async fn the_broker_is_killed_mid_stream_and_nothing_is_lost() {
     for i in 0..10 {
         created.insert(create(&api, "alice", &format!("during {i}")).await);
     }
+    // The backlog waits in the outbox, and its age shows.
+    let backlog = eventually(Duration::from_secs(15), || async {
+        let text = metrics(&api).await;
+        let backlog = metric(&text, "todo_outbox_backlog_events").first()?.1;
+        let age = metric(&text, "todo_outbox_oldest_age_seconds").first()?.1;
+        (backlog >= 10.0 && age > 0.0).then_some((backlog, age))
+    })
+    .await
+    .expect("the outbox backlog and its age are reported while the broker is down");
+    assert!(
+        backlog.0 <= 10.0,
+        "only the writes made during the outage wait: {backlog:?}"
+    );
     let ready = api
         .client
         .get(format!("{}/readyz", api.base))
@@ -503,4 +516,40 @@ async fn a_poison_message_is_dead_lettered_and_the_rest_flows_on() {
         "todo_events_dead_lettered_total{consumer=\"audit\",reason=\"unreadable_envelope\"}",
     );
     assert_eq!(counted.first().map(|c| c.1), Some(1.0), "{counted:?}");
+}
+
+/// Security settings that cannot work together stop the process at start, naming them.
+#[test]
+fn inconsistent_kafka_security_settings_stop_the_process_with_the_settings_named() {
+    let run = |extra: &[(&str, &str)]| {
+        let mut command = std::process::Command::new(common::binary());
+        command
+            .arg("serve")
+            .env_clear()
+            .env("TODO_LISTEN_ADDR", "127.0.0.1:0")
+            .env("TODO_JWT_SECRET", common::SECRET)
+            .env("DATABASE_URL", "postgres://127.0.0.1:1/none")
+            .env("TODO_BUS", "kafka")
+            .env("KAFKA_BROKERS", "127.0.0.1:1");
+        for (k, v) in extra {
+            command.env(k, v);
+        }
+        let out = command.output().unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, err) = run(&[("KAFKA_SECURITY_PROTOCOL", "sasl_ssl")]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("KAFKA_SASL_MECHANISM"), "{err}");
+    let (code, err) = run(&[("KAFKA_SASL_MECHANISM", "PLAIN")]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("KAFKA_SASL_USERNAME"), "{err}");
+    let (code, err) = run(&[("KAFKA_SECURITY_PROTOCOL", "tls")]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("KAFKA_SECURITY_PROTOCOL"), "{err}");
+    let (code, err) = run(&[("TODO_KAFKA_PROPERTIES", "acks")]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("TODO_KAFKA_PROPERTIES"), "{err}");
 }

@@ -164,15 +164,18 @@ impl Application {
         if let Some(publisher) = &self.publisher
             && state.services.contains(Service::Api)
         {
+            let in_flight = Arc::new(relay::InFlight::default());
             tasks.spawn(relay::run(
                 self.outbox.clone(),
                 publisher.clone(),
                 state.metrics.clone(),
+                in_flight.clone(),
                 state.shutdown.clone(),
             ));
             tasks.spawn(relay::report_backlog(
                 self.outbox.clone(),
                 state.metrics.clone(),
+                in_flight,
                 state.shutdown.clone(),
             ));
         }

@@ -46,11 +46,28 @@ async fn subscribe(
     }
 }
 
+/// The time of the oldest event the relay holds and has not yet had acknowledged: the
+/// outbox's oldest unrelayed event whenever there is a backlog, since the relay reads the
+/// outbox in order and holds at most one batch.
+#[derive(Debug, Default)]
+pub struct InFlight(std::sync::Mutex<Option<todo_domain::time::Timestamp>>);
+
+impl InFlight {
+    fn set(&self, oldest: Option<todo_domain::time::Timestamp>) {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = oldest;
+    }
+
+    fn oldest(&self) -> Option<todo_domain::time::Timestamp> {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
 /// Relays until shutdown. `outbox` reads the store's outbox; `broker` publishes.
 pub async fn run(
     outbox: Arc<dyn EventBus>,
     broker: Arc<dyn Publisher>,
     metrics: Arc<Metrics>,
+    in_flight: Arc<InFlight>,
     mut shutdown: ShutdownSignal,
 ) {
     let Some(mut sub) = subscribe(&outbox, &mut shutdown).await else {
@@ -85,6 +102,7 @@ pub async fn run(
             );
         }
         let events: Vec<_> = batch.events.iter().map(|d| d.event.clone()).collect();
+        in_flight.set(events.iter().map(|e| e.time).min());
         let mut attempt = 0;
         let counts = loop {
             match broker.publish(&events).await {
@@ -114,6 +132,7 @@ pub async fn run(
             metrics.events.relayed(&topic, n);
         }
         sub.ack(&batch);
+        in_flight.set(None);
         failures = 0;
         let mut attempt = 0;
         while let Err(e) = sub.commit().await {
@@ -128,10 +147,12 @@ pub async fn run(
     tracing::info!("outbox relay stopped");
 }
 
-/// Keeps the outbox backlog gauges current: events not yet relayed.
+/// Keeps the outbox backlog gauges current: events not yet relayed, and the oldest one's
+/// age.
 pub async fn report_backlog(
     outbox: Arc<dyn EventBus>,
     metrics: Arc<Metrics>,
+    in_flight: Arc<InFlight>,
     mut shutdown: ShutdownSignal,
 ) {
     let mut tick = tokio::time::interval(Duration::from_secs(5));
@@ -141,8 +162,17 @@ pub async fn report_backlog(
             _ = tick.tick() => {}
         }
         if let Ok(lags) = outbox.lag(NAME, TOPICS).await {
-            let backlog = lags.iter().map(|l| l.lag).sum();
-            metrics.events.set_outbox(backlog, 0.0);
+            let backlog: i64 = lags.iter().map(|l| l.lag).sum();
+            let age = match in_flight.oldest() {
+                Some(oldest) if backlog > 0 => {
+                    (todo_domain::time::now() - oldest)
+                        .num_milliseconds()
+                        .max(0) as f64
+                        / 1e3
+                }
+                _ => 0.0,
+            };
+            metrics.events.set_outbox(backlog, age);
         }
     }
 }
