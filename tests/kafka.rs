@@ -553,3 +553,53 @@ fn inconsistent_kafka_security_settings_stop_the_process_with_the_settings_named
     assert_eq!(code, Some(1), "{err}");
     assert!(err.contains("TODO_KAFKA_PROPERTIES"), "{err}");
 }
+
+/// Several `api` replicas: one holds the relay lead and publishes each event once; when it
+/// dies, another takes the lead over and nothing is lost.
+#[tokio::test]
+async fn one_of_two_api_replicas_relays_and_the_other_takes_over_when_it_dies() {
+    let env = Env::new(Kind::Noida).await;
+    let mut a = env.spawn("api").await;
+    let mut b = env.spawn("api").await;
+    let workers = env.spawn("audit").await;
+    let mut created = HashSet::new();
+    for i in 0..6 {
+        created.insert(create(&a, "alice", &format!("via a {i}")).await);
+        created.insert(create(&b, "alice", &format!("via b {i}")).await);
+    }
+    audited_once(&workers, &[&a, &b], "alice", &created).await;
+    let relayed = |text: &str| {
+        metric(text, "todo_events_relayed_total{topic=\"task-events\"}")
+            .first()
+            .map_or(0.0, |m| m.1)
+    };
+    let (ra, rb) = (relayed(&metrics(&a).await), relayed(&metrics(&b).await));
+    assert_eq!(
+        ra + rb,
+        12.0,
+        "each event relayed once, by one replica: {ra} + {rb}"
+    );
+    assert!(
+        ra == 0.0 || rb == 0.0,
+        "both replicas relayed: {ra} and {rb}"
+    );
+    // Kill the leader; the survivor takes the lead and relays what is written next.
+    let survivor = if ra > 0.0 {
+        a.kill9().await;
+        &b
+    } else {
+        b.kill9().await;
+        &a
+    };
+    for i in 0..6 {
+        created.insert(create(survivor, "alice", &format!("after the leader died {i}")).await);
+    }
+    audited_once(&workers, &[survivor], "alice", &created).await;
+    assert!(
+        survivor
+            .logs()
+            .iter()
+            .any(|l| l.contains("outbox relay leads")),
+        "the survivor took the lead"
+    );
+}

@@ -65,6 +65,10 @@ impl Store for MeteredStore {
         self.timed("ping_writer", self.inner.ping_writer()).await
     }
 
+    async fn try_lead(&self, name: &str) -> Result<Option<todo_store::Leadership>> {
+        self.inner.try_lead(name).await
+    }
+
     fn appended(&self) -> tokio::sync::watch::Receiver<u64> {
         self.inner.appended()
     }

@@ -159,13 +159,15 @@ impl Application {
                 Service::Audit => handlers.push(Arc::new(audit::Audit::new(state.store.clone()))),
             }
         }
-        // The relay runs beside `api`, which writes most events; the outbox keeps the
-        // others (next occurrences, reminders) until it relays them.
+        // The relay runs beside `api`, which writes most events (the outbox keeps the
+        // others, next occurrences and reminders, until it relays them); with several `api`
+        // replicas one of them holds the lead and relays.
         if let Some(publisher) = &self.publisher
             && state.services.contains(Service::Api)
         {
             let in_flight = Arc::new(relay::InFlight::default());
             tasks.spawn(relay::run(
+                state.store.clone(),
                 self.outbox.clone(),
                 publisher.clone(),
                 state.metrics.clone(),

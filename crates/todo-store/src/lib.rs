@@ -6,6 +6,7 @@
 //! positions here too. [`connect`] picks the engine from the `DATABASE_URL` scheme.
 
 mod error;
+mod lead;
 pub mod model;
 #[cfg(feature = "postgres")]
 pub mod postgres;
@@ -20,6 +21,7 @@ use todo_domain::{AuditEntry, CloudEvent, Reminder, ReminderPlan, Task, TaskQuer
 use uuid::Uuid;
 
 pub use error::{Result, StoreError};
+pub use lead::Leadership;
 pub use model::{
     AuditPosition, AuditQuery, DeadLetter, PageQuery, Seek, StoredDeadLetter, StoredEvent,
     TailRead, WebhookDelivery, WebhookOutcome,
@@ -36,6 +38,15 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// when writes are stuck although reads still answer. By default the same as `ping`.
     async fn ping_writer(&self) -> Result<()> {
         self.ping().await
+    }
+
+    /// Takes the lead named `name` if no other process holds it: `None` while another one
+    /// does. The lead lasts while the returned value lives and until it reports it is lost.
+    /// By default the lead is unconditional: a store one process owns (SQLite) has no other
+    /// process to share it with.
+    async fn try_lead(&self, name: &str) -> Result<Option<Leadership>> {
+        let _ = name;
+        Ok(Some(Leadership::unconditional()))
     }
 
     /// A signal bumped after every commit that appended to the outbox in this process, so

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use todo_bus::{EventBus, Membership, Publisher, Subscription};
 use todo_domain::Topic;
+use todo_store::Store;
 use todo_telemetry::Metrics;
 
 use crate::shutdown::ShutdownSignal;
@@ -62,15 +63,59 @@ impl InFlight {
     }
 }
 
-/// Relays until shutdown. `outbox` reads the store's outbox; `broker` publishes.
+/// How often a process that does not lead the relay asks again.
+const FOLLOWER_RETRY: Duration = Duration::from_secs(2);
+
+/// Relays until shutdown, in whichever one process holds the `relay` lead: with several
+/// `api` replicas one relays, and another takes over within [`FOLLOWER_RETRY`] once its
+/// connection (or process) is gone. Two relays at once would only publish duplicates,
+/// which consumers absorb; the lead keeps that from being the normal case.
 pub async fn run(
+    store: Arc<dyn Store>,
     outbox: Arc<dyn EventBus>,
     broker: Arc<dyn Publisher>,
     metrics: Arc<Metrics>,
     in_flight: Arc<InFlight>,
     mut shutdown: ShutdownSignal,
 ) {
-    let Some(mut sub) = subscribe(&outbox, &mut shutdown).await else {
+    let mut following = false;
+    loop {
+        match store.try_lead(NAME).await {
+            Ok(Some(mut lead)) => {
+                tracing::info!("outbox relay leads");
+                let relaying = relay(&outbox, &broker, &metrics, &in_flight, shutdown.clone());
+                tokio::select! {
+                    () = relaying => return,
+                    () = lead.lost() => {
+                        tracing::warn!("outbox relay lost its lead; asking again");
+                        following = false;
+                    }
+                }
+            }
+            Ok(None) => {
+                if !following {
+                    tracing::info!("another process relays the outbox; standing by");
+                    following = true;
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot ask for the relay lead; retrying"),
+        }
+        tokio::select! {
+            () = shutdown.wait() => return,
+            () = tokio::time::sleep(FOLLOWER_RETRY) => {}
+        }
+    }
+}
+
+/// Relays until shutdown (the caller stops it when the lead is lost).
+async fn relay(
+    outbox: &Arc<dyn EventBus>,
+    broker: &Arc<dyn Publisher>,
+    metrics: &Metrics,
+    in_flight: &InFlight,
+    mut shutdown: ShutdownSignal,
+) {
+    let Some(mut sub) = subscribe(outbox, &mut shutdown).await else {
         return;
     };
     tracing::info!("outbox relay started");

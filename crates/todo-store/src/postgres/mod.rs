@@ -9,6 +9,7 @@
 mod dead_letters;
 mod errors;
 mod events;
+mod lead;
 mod migrate;
 mod notify;
 mod reminders;
@@ -53,6 +54,8 @@ pub struct PostgresStore {
     appended: Arc<tokio::sync::watch::Sender<u64>>,
     /// Tells other processes, and hears from them, that events were appended.
     cross: Arc<notify::CrossProcess>,
+    /// For connections outside the pool (leads).
+    config: tokio_postgres::Config,
 }
 
 impl std::fmt::Debug for PostgresStore {
@@ -111,6 +114,7 @@ impl PostgresStore {
             config.application_name("todo");
         }
         let listen_config = config.clone();
+        let lead_config = config.clone();
         let manager = Manager::from_config(
             config,
             NoTls,
@@ -147,6 +151,7 @@ impl PostgresStore {
             pool,
             appended,
             cross: Arc::new(cross),
+            config: lead_config,
         })
     }
 
@@ -188,6 +193,10 @@ impl Store for PostgresStore {
         let client = self.client().await?;
         client.simple_query("SELECT 1").await?;
         Ok(())
+    }
+
+    async fn try_lead(&self, name: &str) -> Result<Option<crate::Leadership>> {
+        lead::try_lead(&self.config, name).await
     }
 
     fn appended(&self) -> tokio::sync::watch::Receiver<u64> {
