@@ -79,3 +79,39 @@ async fn a_request_that_runs_past_the_timeout_is_a_503_problem_not_a_hang() {
     // Other requests are unaffected.
     app.create_task("alice", json!({"title": "after"})).await;
 }
+
+/// A write that waits longer than `TODO_SQLITE_SLOW_WRITE_MS` for its commit is logged as
+/// a stall (WARN `slow write commit`, with how long it waited), and still succeeds.
+#[tokio::test]
+async fn a_write_stalled_past_the_threshold_is_logged_as_a_slow_commit() {
+    let app = TestApp::spawn_with(Options::default().env("TODO_SQLITE_SLOW_WRITE_MS", "100")).await;
+    app.wait_ready().await;
+    // A write that does not wait is not a stall.
+    app.create_task("alice", json!({"title": "quick"})).await;
+    assert!(
+        !app.logs().iter().any(|l| l.contains("slow write commit")),
+        "a quick write was logged as a stall"
+    );
+    let blocker = rusqlite::Connection::open(app.data_dir.join("todo.db")).unwrap();
+    blocker.execute_batch("BEGIN EXCLUSIVE").unwrap();
+    let held = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(400));
+        blocker.execute_batch("ROLLBACK").unwrap();
+    });
+    let started = Instant::now();
+    app.create_task("alice", json!({"title": "waits for the lock"}))
+        .await;
+    assert!(started.elapsed() >= Duration::from_millis(300));
+    held.join().unwrap();
+    let line = common::eventually(Duration::from_secs(5), || async {
+        app.logs()
+            .into_iter()
+            .find(|l| l.contains("\"message\":\"slow write commit\""))
+    })
+    .await
+    .expect("a WARN for the stalled write");
+    let fields = common::log_fields(&line).unwrap();
+    assert_eq!(fields["level"], "WARN");
+    assert!(fields["waited_ms"].as_f64().unwrap() >= 300.0, "{line}");
+    assert_eq!(fields["threshold_ms"].as_f64(), Some(100.0), "{line}");
+}

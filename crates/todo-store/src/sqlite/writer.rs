@@ -32,6 +32,69 @@ const QUEUE: usize = 4096;
 /// since nothing was written.
 const MAX_WAIT: Duration = Duration::from_secs(30);
 
+/// A write whose caller waited longer than this (queue and commit) is logged as a stall
+/// (`TODO_SQLITE_SLOW_WRITE_MS`; 0 turns it off).
+pub(super) const DEFAULT_SLOW_WRITE: Duration = Duration::from_millis(50);
+
+/// At most one stall line per this, with how many stalls it stands for.
+const STALL_LOG_EVERY: Duration = Duration::from_secs(1);
+
+/// The stall threshold from `TODO_SQLITE_SLOW_WRITE_MS`.
+pub(super) fn slow_write_threshold() -> Result<Option<Duration>> {
+    match std::env::var("TODO_SQLITE_SLOW_WRITE_MS") {
+        Err(_) => Ok(Some(DEFAULT_SLOW_WRITE)),
+        Ok(raw) => match raw.trim().parse::<u64>() {
+            Ok(0) => Ok(None),
+            Ok(ms) if ms <= 3_600_000 => Ok(Some(Duration::from_millis(ms))),
+            _ => Err(StoreError::Unsupported(format!(
+                "TODO_SQLITE_SLOW_WRITE_MS must be a whole number of milliseconds up to 3600000, or 0 (got {raw:?})"
+            ))),
+        },
+    }
+}
+
+/// Counts write stalls and logs them, at most once per [`STALL_LOG_EVERY`].
+struct Stalls {
+    threshold: Option<Duration>,
+    last_logged: Option<Instant>,
+    since_logged: u64,
+    worst_since_logged: Duration,
+}
+
+impl Stalls {
+    /// Notes a committed (or failed) batch: `waited` is its oldest job's time from queueing
+    /// to the answer, `commit` the transaction's own time.
+    fn note(&mut self, waited: Duration, commit: Duration, jobs: usize) {
+        let Some(threshold) = self.threshold else {
+            return;
+        };
+        if waited <= threshold {
+            return;
+        }
+        self.since_logged += 1;
+        self.worst_since_logged = self.worst_since_logged.max(waited);
+        let now = Instant::now();
+        if self
+            .last_logged
+            .is_some_and(|at| now.duration_since(at) < STALL_LOG_EVERY)
+        {
+            return;
+        }
+        tracing::warn!(
+            waited_ms = waited.as_secs_f64() * 1e3,
+            commit_ms = commit.as_secs_f64() * 1e3,
+            jobs,
+            stalls = self.since_logged,
+            worst_ms = self.worst_since_logged.as_secs_f64() * 1e3,
+            threshold_ms = threshold.as_secs_f64() * 1e3,
+            "slow write commit"
+        );
+        self.last_logged = Some(now);
+        self.since_logged = 0;
+        self.worst_since_logged = Duration::ZERO;
+    }
+}
+
 /// What a job sees: the connection, inside the batch's transaction.
 pub(super) struct WriteCtx<'c> {
     pub(super) conn: &'c Connection,
@@ -121,6 +184,7 @@ impl Writer {
         commits: Arc<AtomicU64>,
         on_append: impl Fn(Vec<(Topic, StoredEvent)>) + Send + 'static,
     ) -> Result<Self> {
+        let threshold = slow_write_threshold()?;
         let (jobs, queue) = mpsc::channel(QUEUE);
         std::thread::Builder::new()
             .name("sqlite-writer".into())
@@ -130,6 +194,12 @@ impl Writer {
                     options,
                     commits,
                     on_append,
+                    stalls: Stalls {
+                        threshold,
+                        last_logged: None,
+                        since_logged: 0,
+                        worst_since_logged: Duration::ZERO,
+                    },
                 }
                 .run(queue)
             })
@@ -168,6 +238,7 @@ struct Thread<A> {
     /// Bumped after every commit (the checkpoint thread watches it).
     commits: Arc<AtomicU64>,
     on_append: A,
+    stalls: Stalls,
 }
 
 impl<A: Fn(Vec<(Topic, StoredEvent)>)> Thread<A> {
@@ -212,7 +283,9 @@ impl<A: Fn(Vec<(Topic, StoredEvent)>)> Thread<A> {
             conn,
             appended: Vec::new(),
         };
+        let started = Instant::now();
         let result = run_jobs(&mut ctx, &mut jobs);
+        let commit = started.elapsed();
         let appended = ctx.appended;
         if result.is_ok() {
             self.commits.fetch_add(1, Ordering::Release);
@@ -226,8 +299,13 @@ impl<A: Fn(Vec<(Topic, StoredEvent)>)> Thread<A> {
                 tracing::warn!(error = %e, jobs = jobs.len(), "write batch failed; reopening the connection");
             }
         }
+        let oldest = jobs.iter().map(|j| j.queued_at()).min();
+        let count = jobs.len();
         for job in jobs {
             job.answer(result.as_ref().map(|_| ()));
+        }
+        if let Some(oldest) = oldest {
+            self.stalls.note(oldest.elapsed(), commit, count);
         }
     }
 
