@@ -57,9 +57,10 @@ impl Application {
             BusKind::Memory => (outbox.clone(), None),
             #[cfg(feature = "kafka")]
             BusKind::Kafka => {
-                let config = settings
-                    .kafka
-                    .config(settings.kafka_brokers.as_deref().unwrap_or_default())?;
+                let config = settings.kafka.config(
+                    settings.kafka_brokers.as_deref().unwrap_or_default(),
+                    settings.topics.names(),
+                )?;
                 let kafka = Arc::new(todo_bus::kafka::KafkaBus::new(config)?);
                 (kafka.clone(), Some(kafka))
             }

@@ -15,6 +15,9 @@
 #[cfg(feature = "kafka")]
 pub mod kafka;
 pub mod memory;
+mod topics;
+
+pub use topics::TopicNames;
 
 use std::sync::Arc;
 
