@@ -198,7 +198,7 @@ pub enum BusKind {
     Dapr,
 }
 
-/// Topic names on the broker, for the buses that have one (`kafka`).
+/// Topic names on the broker, for the buses that have one (`kafka`, `dapr`).
 #[derive(Debug, Clone, Args)]
 pub struct TopicSettings {
     /// Topic of `task.*` events.
@@ -231,6 +231,54 @@ impl TopicSettings {
             task_updates: self.topic_task_updates.clone(),
             dead_letters: self.topic_dead_letters.clone(),
         }
+    }
+}
+
+/// The Dapr sidecar and pub/sub component (`TODO_BUS=dapr`); see docs/dapr.md.
+#[derive(Debug, Clone, Args)]
+pub struct DaprSettings {
+    /// The sidecar's HTTP API, `http://host:port`; wins over `DAPR_HTTP_PORT`.
+    #[arg(long, env = "DAPR_HTTP_ENDPOINT")]
+    pub dapr_http_endpoint: Option<String>,
+
+    /// The sidecar's HTTP port on 127.0.0.1, when `DAPR_HTTP_ENDPOINT` is unset.
+    #[arg(long, env = "DAPR_HTTP_PORT", default_value_t = 3500)]
+    pub dapr_http_port: u16,
+
+    /// The Dapr pub/sub component's name.
+    #[arg(long, env = "TODO_DAPR_PUBSUB", default_value = "pubsub")]
+    pub dapr_pubsub: String,
+
+    /// Token the sidecar requires on calls to its API (Dapr's API token).
+    #[arg(long, env = "DAPR_API_TOKEN", hide_env_values = true, value_parser = parse_secret)]
+    pub dapr_api_token: Option<SecretString>,
+
+    /// Token the sidecar sends (`dapr-api-token`) on its calls to the app; when set, the
+    /// subscription routes refuse calls without it.
+    #[arg(long, env = "APP_API_TOKEN", hide_env_values = true, value_parser = parse_secret)]
+    pub app_api_token: Option<SecretString>,
+}
+
+#[cfg(feature = "dapr")]
+impl DaprSettings {
+    /// The bus configuration, with every setting checked.
+    pub fn config(
+        &self,
+        topics: todo_bus::TopicNames,
+    ) -> anyhow::Result<todo_bus::dapr::DaprConfig> {
+        let endpoint = match &self.dapr_http_endpoint {
+            Some(url) => url.trim_end_matches('/').to_owned(),
+            None => format!("http://127.0.0.1:{}", self.dapr_http_port),
+        };
+        let mut config = todo_bus::dapr::DaprConfig::new(endpoint);
+        config.pubsub = self.dapr_pubsub.clone();
+        config.topics = topics;
+        config.api_token = self
+            .dapr_api_token
+            .as_ref()
+            .map(|t| t.expose_secret().to_owned());
+        config.validate()?;
+        Ok(config)
     }
 }
 
@@ -417,6 +465,9 @@ pub struct ServeSettings {
     #[command(flatten)]
     pub topics: TopicSettings,
 
+    #[command(flatten)]
+    pub dapr: DaprSettings,
+
     /// Attempts at a failing batch, and then at each of its events alone, before an event
     /// that keeps failing is dead-lettered. Failures because the store is unavailable do
     /// not count: those are retried until it is back.
@@ -536,9 +587,14 @@ impl ServeSettings {
             BusKind::Kafka => bail!(
                 "TODO_BUS=kafka is not built into this binary (cargo feature `kafka`); use TODO_BUS=memory"
             ),
+            #[cfg(feature = "dapr")]
             BusKind::Dapr => {
-                bail!("TODO_BUS=dapr is not available in this build; use TODO_BUS=memory")
+                self.dapr.config(self.topics.names())?;
             }
+            #[cfg(not(feature = "dapr"))]
+            BusKind::Dapr => bail!(
+                "TODO_BUS=dapr is not built into this binary (cargo feature `dapr`); use TODO_BUS=memory"
+            ),
         }
         if let Some(url) = &self.notify_webhook_url {
             // The URL itself is not echoed: it may carry credentials.
