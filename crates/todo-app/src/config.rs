@@ -198,7 +198,91 @@ pub enum BusKind {
     Dapr,
 }
 
-/// Kafka security, topics and tuning (`TODO_BUS=kafka`); see docs/configuration.md and,
+/// Topic names on the broker, for the buses that have one (`kafka`, `dapr`).
+#[derive(Debug, Clone, Args)]
+pub struct TopicSettings {
+    /// Topic of `task.*` events.
+    #[arg(long, env = "TODO_TOPIC_TASK_EVENTS", default_value = "task-events")]
+    pub topic_task_events: String,
+
+    /// Topic of `reminder.*` events.
+    #[arg(long, env = "TODO_TOPIC_REMINDERS", default_value = "reminders")]
+    pub topic_reminders: String,
+
+    /// Topic `sync` fans out from (every task and reminder event).
+    #[arg(long, env = "TODO_TOPIC_TASK_UPDATES", default_value = "task-updates")]
+    pub topic_task_updates: String,
+
+    /// Topic of messages consumers gave up on (Kafka).
+    #[arg(
+        long,
+        env = "TODO_TOPIC_DEAD_LETTERS",
+        default_value = "todo-dead-letters"
+    )]
+    pub topic_dead_letters: String,
+}
+
+impl TopicSettings {
+    /// The names, as the buses take them.
+    pub fn names(&self) -> todo_bus::TopicNames {
+        todo_bus::TopicNames {
+            task_events: self.topic_task_events.clone(),
+            reminders: self.topic_reminders.clone(),
+            task_updates: self.topic_task_updates.clone(),
+            dead_letters: self.topic_dead_letters.clone(),
+        }
+    }
+}
+
+/// The Dapr sidecar and pub/sub component (`TODO_BUS=dapr`); see docs/dapr.md.
+#[derive(Debug, Clone, Args)]
+pub struct DaprSettings {
+    /// The sidecar's HTTP API, `http://host:port`; wins over `DAPR_HTTP_PORT`.
+    #[arg(long, env = "DAPR_HTTP_ENDPOINT")]
+    pub dapr_http_endpoint: Option<String>,
+
+    /// The sidecar's HTTP port on 127.0.0.1, when `DAPR_HTTP_ENDPOINT` is unset.
+    #[arg(long, env = "DAPR_HTTP_PORT", default_value_t = 3500)]
+    pub dapr_http_port: u16,
+
+    /// The Dapr pub/sub component's name.
+    #[arg(long, env = "TODO_DAPR_PUBSUB", default_value = "pubsub")]
+    pub dapr_pubsub: String,
+
+    /// Token the sidecar requires on calls to its API (Dapr's API token).
+    #[arg(long, env = "DAPR_API_TOKEN", hide_env_values = true, value_parser = parse_secret)]
+    pub dapr_api_token: Option<SecretString>,
+
+    /// Token the sidecar sends (`dapr-api-token`) on its calls to the app; when set, the
+    /// subscription routes refuse calls without it.
+    #[arg(long, env = "APP_API_TOKEN", hide_env_values = true, value_parser = parse_secret)]
+    pub app_api_token: Option<SecretString>,
+}
+
+#[cfg(feature = "dapr")]
+impl DaprSettings {
+    /// The bus configuration, with every setting checked.
+    pub fn config(
+        &self,
+        topics: todo_bus::TopicNames,
+    ) -> anyhow::Result<todo_bus::dapr::DaprConfig> {
+        let endpoint = match &self.dapr_http_endpoint {
+            Some(url) => url.trim_end_matches('/').to_owned(),
+            None => format!("http://127.0.0.1:{}", self.dapr_http_port),
+        };
+        let mut config = todo_bus::dapr::DaprConfig::new(endpoint);
+        config.pubsub = self.dapr_pubsub.clone();
+        config.topics = topics;
+        config.api_token = self
+            .dapr_api_token
+            .as_ref()
+            .map(|t| t.expose_secret().to_owned());
+        config.validate()?;
+        Ok(config)
+    }
+}
+
+/// Kafka security and tuning (`TODO_BUS=kafka`); see docs/configuration.md and,
 /// per cloud, docs/kafka.md.
 #[derive(Debug, Clone, Args)]
 pub struct KafkaSettings {
@@ -233,26 +317,6 @@ pub struct KafkaSettings {
     /// Client key (PEM), for mutual TLS.
     #[arg(long, env = "KAFKA_SSL_KEY_LOCATION")]
     pub kafka_ssl_key_location: Option<String>,
-
-    /// Topic of `task.*` events.
-    #[arg(long, env = "TODO_TOPIC_TASK_EVENTS", default_value = "task-events")]
-    pub topic_task_events: String,
-
-    /// Topic of `reminder.*` events.
-    #[arg(long, env = "TODO_TOPIC_REMINDERS", default_value = "reminders")]
-    pub topic_reminders: String,
-
-    /// Topic `sync` fans out from (every task and reminder event).
-    #[arg(long, env = "TODO_TOPIC_TASK_UPDATES", default_value = "task-updates")]
-    pub topic_task_updates: String,
-
-    /// Topic of messages consumers gave up on.
-    #[arg(
-        long,
-        env = "TODO_TOPIC_DEAD_LETTERS",
-        default_value = "todo-dead-letters"
-    )]
-    pub topic_dead_letters: String,
 
     /// Consumer group ids are this prefix and the service name (`todo-audit`, ...).
     #[arg(long, env = "TODO_KAFKA_GROUP_PREFIX", default_value = "todo-")]
@@ -289,10 +353,12 @@ pub struct KafkaSettings {
 #[cfg(feature = "kafka")]
 impl KafkaSettings {
     /// The bus configuration for `brokers`, with every setting checked.
-    pub fn config(&self, brokers: &str) -> anyhow::Result<todo_bus::kafka::KafkaConfig> {
-        use todo_bus::kafka::{
-            KafkaConfig, SaslCredentials, SaslMechanism, SecurityProtocol, TopicNames,
-        };
+    pub fn config(
+        &self,
+        brokers: &str,
+        topics: todo_bus::TopicNames,
+    ) -> anyhow::Result<todo_bus::kafka::KafkaConfig> {
+        use todo_bus::kafka::{KafkaConfig, SaslCredentials, SaslMechanism, SecurityProtocol};
         let mut config = KafkaConfig::new(brokers);
         config.security = SecurityProtocol::parse(&self.kafka_security_protocol)?;
         let password = match (&self.kafka_sasl_password, &self.kafka_sasl_password_file) {
@@ -328,12 +394,7 @@ impl KafkaSettings {
         config.ssl_ca_location = self.kafka_ssl_ca_location.clone();
         config.ssl_certificate_location = self.kafka_ssl_certificate_location.clone();
         config.ssl_key_location = self.kafka_ssl_key_location.clone();
-        config.topics = TopicNames {
-            task_events: self.topic_task_events.clone(),
-            reminders: self.topic_reminders.clone(),
-            task_updates: self.topic_task_updates.clone(),
-            dead_letters: self.topic_dead_letters.clone(),
-        };
+        config.topics = topics;
         config.group_prefix = self.kafka_group_prefix.clone();
         config.create_topics = self.kafka_create_topics;
         config.partitions = self.kafka_partitions;
@@ -400,6 +461,12 @@ pub struct ServeSettings {
 
     #[command(flatten)]
     pub kafka: KafkaSettings,
+
+    #[command(flatten)]
+    pub topics: TopicSettings,
+
+    #[command(flatten)]
+    pub dapr: DaprSettings,
 
     /// Attempts at a failing batch, and then at each of its events alone, before an event
     /// that keeps failing is dead-lettered. Failures because the store is unavailable do
@@ -511,16 +578,23 @@ impl ServeSettings {
             }
             #[cfg(feature = "kafka")]
             BusKind::Kafka => {
-                self.kafka
-                    .config(self.kafka_brokers.as_deref().unwrap_or_default())?;
+                self.kafka.config(
+                    self.kafka_brokers.as_deref().unwrap_or_default(),
+                    self.topics.names(),
+                )?;
             }
             #[cfg(not(feature = "kafka"))]
             BusKind::Kafka => bail!(
                 "TODO_BUS=kafka is not built into this binary (cargo feature `kafka`); use TODO_BUS=memory"
             ),
+            #[cfg(feature = "dapr")]
             BusKind::Dapr => {
-                bail!("TODO_BUS=dapr is not available in this build; use TODO_BUS=memory")
+                self.dapr.config(self.topics.names())?;
             }
+            #[cfg(not(feature = "dapr"))]
+            BusKind::Dapr => bail!(
+                "TODO_BUS=dapr is not built into this binary (cargo feature `dapr`); use TODO_BUS=memory"
+            ),
         }
         if let Some(url) = &self.notify_webhook_url {
             // The URL itself is not echoed: it may carry credentials.

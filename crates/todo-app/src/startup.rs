@@ -37,6 +37,12 @@ pub struct Application {
     publisher: Option<Arc<dyn Publisher>>,
     /// Attempts before a failing event is dead-lettered.
     max_attempts: u32,
+    /// The Dapr bus, whose subscription routes this process serves.
+    #[cfg(feature = "dapr")]
+    dapr: Option<Arc<todo_bus::dapr::DaprBus>>,
+    /// The token the sidecar must send on its calls to the subscription routes.
+    #[cfg(feature = "dapr")]
+    app_api_token: Option<SecretString>,
     started: Instant,
 }
 
@@ -53,16 +59,27 @@ impl Application {
         let store: Arc<dyn todo_store::Store> =
             Arc::new(crate::metered::MeteredStore::new(store, metrics.clone()));
         let outbox: Arc<dyn EventBus> = Arc::new(MemoryBus::new(store.clone()));
+        #[cfg(feature = "dapr")]
+        let mut dapr = None;
         let (bus, publisher): (Arc<dyn EventBus>, Option<Arc<dyn Publisher>>) = match settings.bus {
             BusKind::Memory => (outbox.clone(), None),
             #[cfg(feature = "kafka")]
             BusKind::Kafka => {
-                let config = settings
-                    .kafka
-                    .config(settings.kafka_brokers.as_deref().unwrap_or_default())?;
+                let config = settings.kafka.config(
+                    settings.kafka_brokers.as_deref().unwrap_or_default(),
+                    settings.topics.names(),
+                )?;
                 let kafka = Arc::new(todo_bus::kafka::KafkaBus::new(config)?);
                 (kafka.clone(), Some(kafka))
             }
+            #[cfg(feature = "dapr")]
+            BusKind::Dapr => {
+                let config = settings.dapr.config(settings.topics.names())?;
+                let bus = Arc::new(todo_bus::dapr::DaprBus::new(config)?);
+                dapr = Some(bus.clone());
+                (bus.clone(), Some(bus))
+            }
+            #[cfg(not(all(feature = "kafka", feature = "dapr")))]
             other => anyhow::bail!("TODO_BUS={other:?} is not available in this build"),
         };
         let verifier = settings.common.verifier()?;
@@ -112,6 +129,10 @@ impl Application {
             outbox,
             publisher,
             max_attempts: settings.consumer_max_attempts,
+            #[cfg(feature = "dapr")]
+            dapr,
+            #[cfg(feature = "dapr")]
+            app_api_token: settings.dapr.app_api_token.clone(),
             started,
         })
     }
@@ -181,6 +202,13 @@ impl Application {
                 state.shutdown.clone(),
             ));
         }
+        // The sidecar asks for the subscriptions once, as soon as the app listens.
+        #[cfg(feature = "dapr")]
+        if let Some(dapr) = &self.dapr {
+            for handler in &handlers {
+                dapr.declare(handler.name(), handler.topics());
+            }
+        }
         let lag_targets = handlers.iter().map(|h| (h.name(), h.topics())).collect();
         if let Some(retention) = self.retention {
             let consumers = handlers.iter().map(|h| h.name()).collect();
@@ -211,6 +239,19 @@ impl Application {
         ));
     }
 
+    /// Routes the bus needs served: the Dapr subscription routes, in Dapr mode.
+    fn bus_routes(&self) -> axum::Router<AppState> {
+        #[cfg(feature = "dapr")]
+        if let Some(dapr) = &self.dapr {
+            return http::dapr::routes(
+                dapr.clone(),
+                self.state.request_timeout,
+                self.app_api_token.clone(),
+            );
+        }
+        axum::Router::new()
+    }
+
     /// Serves until `stop` resolves, then shuts down gracefully: stop accepting, drain
     /// requests, close WebSockets with 1001, let consumers finish their batch. Whatever is
     /// still running after the shutdown timeout is abandoned (events are redelivered).
@@ -222,7 +263,7 @@ impl Application {
         let mut tasks = JoinSet::new();
         self.spawn_services(&mut tasks);
         self.state.metrics.process_start();
-        let router = http::router(self.state.clone());
+        let router = http::router_with(self.state.clone(), self.bus_routes());
         // When the signal came: one deadline for the whole shutdown is counted from it.
         let stopped_at: Arc<std::sync::OnceLock<tokio::time::Instant>> = Arc::default();
         let graceful = {

@@ -4,7 +4,9 @@
 //! - [`memory::MemoryBus`] (the embedded default) reads the store's outbox directly: the
 //!   outbox *is* the durable log, and each consumer group keeps its position in the store.
 //! - [`kafka::KafkaBus`] (cargo feature `kafka`) reads topics on a Kafka-protocol broker
-//!   with consumer groups and offset commits, fed by [`kafka::relay`] from the outbox.
+//!   with consumer groups and offset commits, fed from the outbox by the relay.
+//! - [`dapr::DaprBus`] (cargo feature `dapr`) publishes through a Dapr sidecar's HTTP API
+//!   and is fed by the sidecar, which POSTs each message to the app's subscription routes.
 //!
 //! Delivery is at-least-once: a batch handled but not yet committed when the process dies
 //! is delivered again, so consumers must be idempotent (they de-duplicate on event id or
@@ -12,9 +14,14 @@
 //! batches, and the bus commits, for every partition, the offset after the last event
 //! acknowledged there.
 
+#[cfg(feature = "dapr")]
+pub mod dapr;
 #[cfg(feature = "kafka")]
 pub mod kafka;
 pub mod memory;
+mod topics;
+
+pub use topics::TopicNames;
 
 use std::sync::Arc;
 

@@ -4,6 +4,8 @@
 
 pub mod auth;
 pub mod cors;
+#[cfg(feature = "dapr")]
+pub mod dapr;
 pub mod error;
 pub mod extract;
 pub mod lists;
@@ -63,6 +65,12 @@ pub fn api_routes(state: &AppState) -> (Router<AppState>, utoipa::openapi::OpenA
 
 /// The complete application router.
 pub fn router(state: AppState) -> Router {
+    router_with(state, Router::new())
+}
+
+/// The complete application router, with `extra` routes (the bus's) that the OpenAPI
+/// document does not describe, behind the same middleware.
+pub fn router_with(state: AppState, extra: Router<AppState>) -> Router {
     let (router, doc) = api_routes(&state);
     // The document is generated from the same registrations as the routes, so it can't
     // list a route that isn't served or miss one that is.
@@ -70,6 +78,7 @@ pub fn router(state: AppState) -> Router {
     openapi::finish(&mut doc);
     let _ = state.openapi.set(doc);
     let mut router = router
+        .merge(extra)
         .fallback(middleware::not_found)
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),

@@ -33,9 +33,8 @@ use rdkafka::producer::Producer;
 use todo_domain::Topic;
 use tokio::sync::OnceCell;
 
-pub use config::{
-    KafkaConfig, SaslCredentials, SaslMechanism, SecurityProtocol, TopicNames, parse_properties,
-};
+pub use crate::TopicNames;
+pub use config::{KafkaConfig, SaslCredentials, SaslMechanism, SecurityProtocol, parse_properties};
 
 use crate::{BusError, EventBus, Membership, PartitionLag, Result, Subscription};
 use stats::LagTable;
