@@ -2316,6 +2316,33 @@ async fn the_openapi_document_is_3_1_and_lists_exactly_the_routes_the_server_ser
     }
 }
 
+/// In a split deployment the process running `api` serves the document, and clients read it
+/// through the front door that routes the other services' paths elsewhere.
+#[tokio::test]
+async fn a_process_running_only_api_documents_the_routes_of_every_service() {
+    let app = TestApp::spawn_with(common::Options::default().env("TODO_SERVICES", "api")).await;
+    app.wait_ready().await;
+    let doc = send(app.client.get(format!("{}/openapi.json", app.base)))
+        .await
+        .json();
+    let documented: BTreeSet<(String, String)> = doc["paths"]
+        .as_object()
+        .expect("paths")
+        .iter()
+        .flat_map(|(path, item)| {
+            item.as_object()
+                .expect("path item")
+                .keys()
+                .filter(|k| !matches!(k.as_str(), "parameters" | "summary" | "description"))
+                .map(move |verb| (path.clone(), verb.clone()))
+        })
+        .collect();
+    assert_eq!(documented, contract_operations());
+    // The process itself serves only its own routes.
+    let audit = send(app.request(Method::GET, "alice", "/audit")).await;
+    assert_problem(&audit, 404);
+}
+
 // ---------------------------------------------------------------------------------------
 // Health, readiness, metrics
 // ---------------------------------------------------------------------------------------
