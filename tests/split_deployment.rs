@@ -297,25 +297,25 @@ async fn every_path_reaches_its_service_through_the_proxy_and_a_killed_consumer_
     );
 
     // Each path went to the process of its service, and that process alone serves it.
-    let expect_upstream = |uri: &str, service: &str| {
+    // (nginx logs a request once it has answered it, a WebSocket once it has closed.)
+    for (uri, service) in [
+        (format!("/api/{user}/audit?limit=200"), "audit"),
+        (format!("/api/{user}/reminders"), "notification"),
+        (format!("/api/{user}/tasks"), "api"),
+        (format!("/api/{user}/ws"), "sync"),
+    ] {
         let upstream = format!("127.0.0.1:{}", deployment.port(service));
-        let seen = deployment.upstreams(uri);
+        let seen = eventually(Duration::from_secs(5), || async {
+            let seen = deployment.upstreams(&uri);
+            (!seen.is_empty()).then_some(seen)
+        })
+        .await
+        .unwrap_or_else(|| panic!("the proxy logged no request for {uri}"));
         assert!(
-            !seen.is_empty() && seen.iter().all(|u| *u == upstream),
+            seen.iter().all(|u| *u == upstream),
             "{uri} should reach {service} at {upstream}; the proxy logged {seen:?}"
         );
-    };
-    expect_upstream(&format!("/api/{user}/audit?limit=200"), "audit");
-    expect_upstream(&format!("/api/{user}/reminders"), "notification");
-    expect_upstream(&format!("/api/{user}/tasks"), "api");
-    // The proxy logs a WebSocket when it closes.
-    let ws_uri = format!("/api/{user}/ws");
-    eventually(Duration::from_secs(5), || async {
-        (!deployment.upstreams(&ws_uri).is_empty()).then_some(())
-    })
-    .await
-    .expect("the proxy logged the closed WebSocket");
-    expect_upstream(&ws_uri, "sync");
+    }
     let api_port = deployment.port("api");
     let direct = send(
         deployment
