@@ -2,7 +2,8 @@
 //! every route, its success and error answers, list filters, sorts and cursors, auth,
 //! problem+json errors, the OpenAPI document, health, metrics, request ids and logs.
 //!
-//! Every test starts its own server (they are cheap), so no test depends on another.
+//! Every test starts its own server (they are cheap), so no test depends on another; run
+//! against a deployment (`tests/split/run.sh`), each uses user names of its own instead.
 
 mod common;
 
@@ -13,7 +14,7 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Utc};
 use common::reply::{Reply, assert_invalid, assert_problem, error_fields, send};
-use common::{SECRET, TestApp, eventually, next_event};
+use common::{TestApp, eventually, next_event};
 use reqwest::Method;
 use serde_json::{Value, json};
 
@@ -54,7 +55,7 @@ fn sign(claims: &Value) -> String {
     jsonwebtoken::encode(
         &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
         claims,
-        &jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()),
+        &jsonwebtoken::EncodingKey::from_secret(common::secret().as_bytes()),
     )
     .unwrap()
 }
@@ -137,7 +138,7 @@ async fn creating_a_task_answers_201_with_the_task_a_location_that_serves_it_and
     );
     let task = reply.json();
     assert!(uuid::Uuid::parse_str(task["id"].as_str().unwrap()).is_ok());
-    assert_eq!(task["user_id"], "alice");
+    assert_eq!(task["user_id"], app.user("alice"));
     assert_eq!(task["title"], "Pay rent");
     assert_eq!(task["description"], "before the 1st");
     assert_eq!(task["completed"], false);
@@ -155,7 +156,11 @@ async fn creating_a_task_answers_201_with_the_task_a_location_that_serves_it_and
         .expect("Location header")
         .to_owned();
     assert!(
-        location.ends_with(&format!("/api/alice/tasks/{}", id_of(&task))),
+        location.ends_with(&format!(
+            "/api/{}/tasks/{}",
+            app.user("alice"),
+            id_of(&task)
+        )),
         "Location {location:?} must point at the task"
     );
     let url = if location.starts_with("http") {
@@ -1027,7 +1032,7 @@ async fn list_filters_by_status_priority_every_tag_and_text_in_title_or_descript
     for (query, expected) in cases {
         let items = app.list_all("alice", query).await;
         assert_eq!(id_set(&items), set_of(&expected), "query {query:?}");
-        assert!(items.iter().all(|t| t["user_id"] == "alice"));
+        assert!(items.iter().all(|t| t["user_id"] == app.user("alice")));
     }
     // Items are whole tasks.
     let items = app.list_all("alice", "q=rent").await;
@@ -1629,7 +1634,7 @@ async fn every_api_route_without_a_valid_token_is_a_401_with_a_bearer_challenge(
 #[tokio::test]
 async fn a_token_that_expired_beyond_the_leeway_is_refused_but_a_fresh_one_works() {
     let app = TestApp::spawn().await;
-    let fresh = sign(&json!({"sub": "alice", "iat": now_secs(), "exp": now_secs() + 60}));
+    let fresh = sign(&json!({"sub": app.user("alice"), "iat": now_secs(), "exp": now_secs() + 60}));
     let reply = send(
         app.client
             .get(app.url("alice", "/tasks"))
@@ -1638,7 +1643,8 @@ async fn a_token_that_expired_beyond_the_leeway_is_refused_but_a_fresh_one_works
     .await;
     assert_eq!(reply.status, 200, "{}", reply.text);
     // Well past any reasonable clock-skew leeway (30 s).
-    let expired = sign(&json!({"sub": "alice", "iat": now_secs() - 600, "exp": now_secs() - 120}));
+    let expired =
+        sign(&json!({"sub": app.user("alice"), "iat": now_secs() - 600, "exp": now_secs() - 120}));
     let reply = send(
         app.client
             .get(app.url("alice", "/tasks"))
@@ -1757,8 +1763,9 @@ async fn the_websocket_accepts_the_token_as_an_access_token_query_parameter() {
     let app = TestApp::spawn().await;
     app.wait_ready().await;
     let url = format!(
-        "ws://{}/api/alice/ws?access_token={}",
+        "ws://{}/api/{}/ws?access_token={}",
         app.addr,
+        app.user("alice"),
         app.token("alice")
     );
     let (mut ws, response) = tokio_tungstenite::connect_async(url.as_str())
@@ -2316,6 +2323,33 @@ async fn the_openapi_document_is_3_1_and_lists_exactly_the_routes_the_server_ser
     }
 }
 
+/// In a split deployment the process running `api` serves the document, and clients read it
+/// through the front door that routes the other services' paths elsewhere.
+#[tokio::test]
+async fn a_process_running_only_api_documents_the_routes_of_every_service() {
+    let app = TestApp::spawn_with(common::Options::default().env("TODO_SERVICES", "api")).await;
+    app.wait_ready().await;
+    let doc = send(app.client.get(format!("{}/openapi.json", app.base)))
+        .await
+        .json();
+    let documented: BTreeSet<(String, String)> = doc["paths"]
+        .as_object()
+        .expect("paths")
+        .iter()
+        .flat_map(|(path, item)| {
+            item.as_object()
+                .expect("path item")
+                .keys()
+                .filter(|k| !matches!(k.as_str(), "parameters" | "summary" | "description"))
+                .map(move |verb| (path.clone(), verb.clone()))
+        })
+        .collect();
+    assert_eq!(documented, contract_operations());
+    // The process itself serves only its own routes.
+    let audit = send(app.request(Method::GET, "alice", "/audit")).await;
+    assert_problem(&audit, 404);
+}
+
 // ---------------------------------------------------------------------------------------
 // Health, readiness, metrics
 // ---------------------------------------------------------------------------------------
@@ -2633,7 +2667,10 @@ async fn secrets_and_tokens_never_appear_in_responses_metrics_or_logs() {
         bodies.push(format!("{headers}\n{}", reply.text));
     }
     for text in &bodies {
-        assert!(!text.contains(SECRET), "the JWT secret leaked: {text}");
+        assert!(
+            !text.contains(common::secret()),
+            "the JWT secret leaked: {text}"
+        );
         assert!(!text.contains(&alice), "a bearer token was echoed: {text}");
         assert!(
             !text.contains(&expired),
@@ -2645,7 +2682,10 @@ async fn secrets_and_tokens_never_appear_in_responses_metrics_or_logs() {
     let logs = app.logs();
     assert!(!logs.is_empty());
     for line in &logs {
-        assert!(!line.contains(SECRET), "the JWT secret was logged: {line}");
+        assert!(
+            !line.contains(common::secret()),
+            "the JWT secret was logged: {line}"
+        );
         assert!(!line.contains(&alice), "a bearer token was logged: {line}");
         assert!(
             !line.contains(&expired),

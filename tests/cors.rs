@@ -362,9 +362,13 @@ async fn handshake(
     token: &str,
 ) -> Result<common::Ws, (u16, HeaderMap, String)> {
     use tokio_tungstenite::tungstenite::Error;
-    let mut request = format!("ws://{}/api/alice/ws?access_token={token}", app.addr)
-        .into_client_request()
-        .unwrap();
+    let mut request = format!(
+        "ws://{}/api/{}/ws?access_token={token}",
+        app.addr,
+        app.user("alice")
+    )
+    .into_client_request()
+    .unwrap();
     if let Some(origin) = origin {
         request
             .headers_mut()
@@ -481,7 +485,7 @@ async fn a_bad_origin_setting_stops_the_start_with_a_message_naming_it() {
                 .env("PATH", std::env::var("PATH").unwrap_or_default())
                 .env("TODO_LISTEN_ADDR", "127.0.0.1:0")
                 .env("TODO_DATA_DIR", dir.path())
-                .env("TODO_JWT_SECRET", common::SECRET)
+                .env("TODO_JWT_SECRET", common::secret())
                 .env("TODO_CORS_ORIGINS", value)
                 .kill_on_drop(true)
                 .output(),

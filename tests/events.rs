@@ -313,7 +313,7 @@ async fn run_binary(args: &[&str], env: &[(&str, &str)]) -> (std::process::ExitS
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .env("TODO_LISTEN_ADDR", "127.0.0.1:0")
         .env("TODO_DATA_DIR", dir.path())
-        .env("TODO_JWT_SECRET", common::SECRET)
+        .env("TODO_JWT_SECRET", common::secret())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
         .kill_on_drop(true);
@@ -394,7 +394,7 @@ async fn every_task_change_reaches_only_its_owners_socket_within_two_seconds_as_
         .await
         .expect("task.created within 2 s");
     latencies.push(started.elapsed());
-    assert_task_envelope(&event, "task.created", "alice", &created);
+    assert_task_envelope(&event, "task.created", &app.user("alice"), &created);
     let mut ids = vec![event["id"].clone()];
 
     let started = Instant::now();
@@ -409,7 +409,7 @@ async fn every_task_change_reaches_only_its_owners_socket_within_two_seconds_as_
         .await
         .expect("task.updated within 2 s");
     latencies.push(started.elapsed());
-    assert_task_envelope(&event, "task.updated", "alice", &updated);
+    assert_task_envelope(&event, "task.updated", &app.user("alice"), &updated);
     ids.push(event["id"].clone());
 
     let started = Instant::now();
@@ -420,7 +420,7 @@ async fn every_task_change_reaches_only_its_owners_socket_within_two_seconds_as_
         .await
         .expect("task.completed within 2 s");
     latencies.push(started.elapsed());
-    assert_task_envelope(&event, "task.completed", "alice", &completed);
+    assert_task_envelope(&event, "task.completed", &app.user("alice"), &completed);
     ids.push(event["id"].clone());
 
     let started = Instant::now();
@@ -432,7 +432,7 @@ async fn every_task_change_reaches_only_its_owners_socket_within_two_seconds_as_
     assert_eq!(event["type"], "task.deleted");
     assert_eq!(event["subject"], created["id"]);
     assert_eq!(event["source"], "todo/api");
-    assert_eq!(event["data"]["user_id"], "alice");
+    assert_eq!(event["data"]["user_id"], app.user("alice"));
     assert_eq!(event["data"]["task"]["id"], created["id"]);
     assert_traceparent(&event["traceparent"]);
     ids.push(event["id"].clone());
@@ -454,7 +454,7 @@ async fn every_task_change_reaches_only_its_owners_socket_within_two_seconds_as_
         .await
         .expect("bob's own event");
     assert_eq!(event["data"]["task"]["id"], bobs["id"]);
-    assert_eq!(event["data"]["user_id"], "bob");
+    assert_eq!(event["data"]["user_id"], app.user("bob"));
     assert_eq!(
         next_event(&mut alice, Duration::from_millis(300)).await,
         None
@@ -466,8 +466,9 @@ async fn the_socket_accepts_the_token_as_an_access_token_query_parameter() {
     let app = TestApp::spawn().await;
     app.wait_ready().await;
     let url = format!(
-        "ws://{}/api/alice/ws?access_token={}",
+        "ws://{}/api/{}/ws?access_token={}",
         app.addr,
+        app.user("alice"),
         app.token("alice")
     );
     let (mut ws, response) = tokio_tungstenite::connect_async(url)
@@ -998,7 +999,7 @@ async fn a_due_reminder_is_delivered_once_on_time_to_the_socket_and_notification
     assert_eq!(event["datacontenttype"], "application/json");
     uuid::Uuid::parse_str(event["id"].as_str().unwrap()).unwrap();
     let data = &event["data"];
-    assert_eq!(data["user_id"], "alice");
+    assert_eq!(data["user_id"], app.user("alice"));
     assert_eq!(data["task_id"], task["id"]);
     assert_eq!(data["title"], "Stand-up");
     assert_eq!(ts(&data["due_at"]), ts(&task["due_at"]));

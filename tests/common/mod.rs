@@ -1,7 +1,15 @@
 //! Test harness: starts the real `todo` binary on a free port with its own data directory,
 //! and talks to it over HTTP and WebSocket.
+//!
+//! With `TODO_TEST_BASE_URL` set (and `TODO_TEST_JWT_SECRET`, the deployment's HS256
+//! secret), [`TestApp::spawn`] talks to that running deployment instead, e.g. the split
+//! deployment behind its proxy (`tests/split/run.sh`). The deployment is shared by every
+//! test, so each `TestApp` then maps the user names a test uses to names of its own
+//! ([`TestApp::user`]). Tests that configure, restart or read the logs of their server
+//! start one of their own ([`TestApp::spawn_with`]) and are not run against a deployment.
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
+pub mod private_pg;
 pub mod reply;
 
 use std::collections::HashMap;
@@ -17,8 +25,42 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 use tokio_tungstenite::tungstenite::Message;
 
-/// The HS256 secret every test server uses, so tests can mint tokens.
+/// The HS256 secret of spawned test servers, unless `TODO_TEST_JWT_SECRET` names another.
 pub const SECRET: &str = "test-secret-0123456789abcdef0123456789abcdef";
+
+/// A running deployment to test instead of a spawned binary.
+struct Remote {
+    base: String,
+    secret: String,
+}
+
+/// The deployment named by `TODO_TEST_BASE_URL`, if any.
+fn remote() -> Option<&'static Remote> {
+    static REMOTE: std::sync::OnceLock<Option<Remote>> = std::sync::OnceLock::new();
+    REMOTE
+        .get_or_init(|| {
+            let base = std::env::var("TODO_TEST_BASE_URL").ok()?;
+            let secret = std::env::var("TODO_TEST_JWT_SECRET")
+                .expect("TODO_TEST_BASE_URL is set: set TODO_TEST_JWT_SECRET to its HS256 secret");
+            Some(Remote {
+                base: base.trim_end_matches('/').to_owned(),
+                secret,
+            })
+        })
+        .as_ref()
+}
+
+/// Whether tests run against a deployment (`TODO_TEST_BASE_URL`).
+pub fn against_deployment() -> bool {
+    remote().is_some()
+}
+
+/// The HS256 secret tokens are signed with, and that spawned servers use: the deployment's
+/// (`TODO_TEST_JWT_SECRET`), or [`SECRET`]. One secret for every server of a run, so a
+/// token minted for one is valid on all.
+pub fn secret() -> &'static str {
+    remote().map_or(SECRET, |r| r.secret.as_str())
+}
 
 /// A WebSocket connected to the server.
 pub type Ws =
@@ -50,6 +92,9 @@ pub struct TestApp {
     child: Option<Child>,
     logs: Arc<Mutex<Vec<String>>>,
     _temp: Option<tempfile::TempDir>,
+    /// Appended to user names against a shared deployment, so tests never see each
+    /// other's data; `None` for a server of its own.
+    user_suffix: Option<String>,
 }
 
 /// Path of the binary under test.
@@ -58,13 +103,52 @@ pub fn binary() -> &'static str {
 }
 
 impl TestApp {
-    /// Starts a server with default settings in a fresh data directory.
+    /// Starts a server with default settings in a fresh data directory, or, with
+    /// `TODO_TEST_BASE_URL` set, attaches to that deployment.
     pub async fn spawn() -> TestApp {
-        Self::spawn_with(Options::default()).await
+        match remote() {
+            Some(remote) => Self::attach(remote),
+            None => Self::spawn_own(Options::default()).await,
+        }
     }
 
-    /// Starts a server with `options`, waiting until it logs that it listens.
+    /// A `TestApp` for a running deployment, with user names of its own.
+    fn attach(remote: &Remote) -> TestApp {
+        let url = reqwest::Url::parse(&remote.base).expect("TODO_TEST_BASE_URL is a URL");
+        let addr = url
+            .socket_addrs(|| None)
+            .expect("TODO_TEST_BASE_URL resolves")
+            .into_iter()
+            .next()
+            .expect("TODO_TEST_BASE_URL has an address");
+        let temp = tempfile::tempdir().expect("temp dir");
+        TestApp {
+            addr,
+            base: remote.base.clone(),
+            client: reqwest::Client::builder()
+                .pool_max_idle_per_host(16)
+                .build()
+                .unwrap(),
+            data_dir: temp.path().to_path_buf(),
+            child: None,
+            logs: Arc::default(),
+            _temp: Some(temp),
+            user_suffix: Some(uuid::Uuid::new_v4().simple().to_string()[..12].to_owned()),
+        }
+    }
+
+    /// Starts a server of its own with `options`, waiting until it logs that it listens.
+    /// Refused when `TODO_TEST_BASE_URL` is set: such a test would not test the deployment.
     pub async fn spawn_with(options: Options) -> TestApp {
+        assert!(
+            !against_deployment(),
+            "this test starts a server of its own: it cannot run against TODO_TEST_BASE_URL"
+        );
+        Self::spawn_own(options).await
+    }
+
+    /// Starts a server of its own.
+    async fn spawn_own(options: Options) -> TestApp {
         let (temp, data_dir) = match options.data_dir.clone() {
             Some(dir) => (None, dir),
             None => {
@@ -80,7 +164,7 @@ impl TestApp {
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("TODO_LISTEN_ADDR", "127.0.0.1:0")
             .env("TODO_DATA_DIR", &data_dir)
-            .env("TODO_JWT_SECRET", SECRET)
+            .env("TODO_JWT_SECRET", secret())
             .env("TODO_LOG_FORMAT", "json")
             .env("RUST_LOG", "info")
             .stdout(Stdio::piped())
@@ -140,21 +224,42 @@ impl TestApp {
             child: Some(child),
             logs,
             _temp: temp,
+            user_suffix: None,
+        }
+    }
+
+    /// Panics when this app is a shared deployment: `what` needs a server of its own.
+    fn own_server(&self, what: &str) {
+        assert!(
+            self.user_suffix.is_none(),
+            "{what} needs a server of its own: this test cannot run against TODO_TEST_BASE_URL"
+        );
+    }
+
+    /// The user id the test's `name` stands for: `name` itself on a server of its own, a
+    /// name unique to this app on a shared deployment.
+    pub fn user(&self, name: &str) -> String {
+        match &self.user_suffix {
+            Some(suffix) => format!("{name}-{suffix}"),
+            None => name.to_owned(),
         }
     }
 
     /// Everything the server printed so far (stdout JSON lines, then `stderr:` lines).
     pub fn logs(&self) -> Vec<String> {
+        self.own_server("reading the server's logs");
         self.logs.lock().unwrap().clone()
     }
 
     /// The process id.
     pub fn pid(&self) -> u32 {
+        self.own_server("the server's process id");
         self.child.as_ref().and_then(|c| c.id()).expect("running")
     }
 
     /// SIGKILL: no chance to clean up.
     pub async fn kill9(&mut self) {
+        self.own_server("killing the server");
         if let Some(mut child) = self.child.take() {
             child.start_kill().expect("kill -9");
             let _ = child.wait().await;
@@ -163,6 +268,7 @@ impl TestApp {
 
     /// SIGTERM, then waits for exit; returns how long it took and whether it exited cleanly.
     pub async fn terminate(&mut self) -> (Duration, bool) {
+        self.own_server("stopping the server");
         let mut child = self.child.take().expect("running");
         let started = Instant::now();
         let pid = child.id().expect("pid");
@@ -183,14 +289,14 @@ impl TestApp {
         self._temp.take()
     }
 
-    /// A token for `user`.
+    /// A token for the user `user` stands for ([`TestApp::user`]).
     pub fn token(&self, user: &str) -> String {
-        token(user)
+        token(&self.user(user))
     }
 
-    /// `{base}/api/{user}{path}`.
+    /// `{base}/api/{user}{path}`, for the user `user` stands for.
     pub fn url(&self, user: &str, path: &str) -> String {
-        format!("{}/api/{}{}", self.base, user, path)
+        format!("{}/api/{}{}", self.base, self.user(user), path)
     }
 
     /// An authenticated request as `user` to `/api/{user}{path}`.
@@ -302,7 +408,8 @@ impl TestApp {
     /// Opens the user's WebSocket with a header token.
     pub async fn connect_ws(&self, user: &str) -> Ws {
         use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-        let mut request = format!("ws://{}/api/{}/ws", self.addr, user)
+        let ws_base = self.base.replacen("http", "ws", 1);
+        let mut request = format!("{ws_base}/api/{}/ws", self.user(user))
             .into_client_request()
             .unwrap();
         request.headers_mut().insert(
@@ -335,10 +442,10 @@ impl TestApp {
     }
 }
 
-/// A token for `user`, signed with [`SECRET`], valid for an hour.
+/// A token for `user` (taken as it is), signed with [`secret`], valid for an hour.
 pub fn token(user: &str) -> String {
     todo_auth::mint_hs256(
-        &SECRET.to_owned().into(),
+        &secret().to_owned().into(),
         user,
         Duration::from_secs(3600),
         None,

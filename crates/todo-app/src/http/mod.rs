@@ -23,16 +23,29 @@ use self::openapi::ApiDoc;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::config::Service;
+use crate::config::{Service, ServiceSet};
 use crate::state::AppState;
 
 /// Largest accepted request body.
 pub const BODY_LIMIT: usize = 64 * 1024;
 
-/// The routes this process serves, with their OpenAPI description.
+/// The routes this process serves, and the OpenAPI description of the whole platform.
+///
+/// A client reads the document through the platform's front door, where every service's
+/// routes are served (the split deployment routes each path to the process running its
+/// service), so it describes the routes of all five services, not only this process's. Both
+/// come from the same registrations, so the document cannot name a route that no service
+/// serves, nor miss one that a service does.
 pub fn api_routes(state: &AppState) -> (Router<AppState>, utoipa::openapi::OpenApi) {
+    let (router, _) = registrations(&state.services).split_for_parts();
+    let (_, doc) = registrations(&ServiceSet::all()).split_for_parts();
+    (router, doc)
+}
+
+/// The routes of `services`, each with its OpenAPI operation.
+fn registrations(services: &ServiceSet) -> OpenApiRouter<AppState> {
     let mut router = OpenApiRouter::with_openapi(ApiDoc::openapi());
-    if state.services.contains(Service::Api) {
+    if services.contains(Service::Api) {
         router = router
             .routes(routes!(tasks::create_task, tasks::list_tasks))
             .routes(routes!(
@@ -42,25 +55,25 @@ pub fn api_routes(state: &AppState) -> (Router<AppState>, utoipa::openapi::OpenA
             ))
             .routes(routes!(tasks::complete_task));
     }
-    if state.services.contains(Service::Audit) {
+    if services.contains(Service::Audit) {
         router = router.routes(routes!(lists::list_audit));
     }
-    if state.services.contains(Service::Notification) {
+    if services.contains(Service::Notification) {
         router = router
             .routes(routes!(lists::list_reminders))
             .routes(routes!(lists::list_notifications));
     }
-    if state.services.contains(Service::Sync) {
+    if services.contains(Service::Sync) {
         router = router.routes(routes!(ws::connect));
     }
     router = router
         .routes(routes!(ops::healthz))
         .routes(routes!(ops::readyz))
         .routes(routes!(ops::metrics));
-    if state.services.contains(Service::Api) {
+    if services.contains(Service::Api) {
         router = router.routes(routes!(ops::openapi));
     }
-    router.split_for_parts()
+    router
 }
 
 /// The complete application router.
@@ -72,8 +85,6 @@ pub fn router(state: AppState) -> Router {
 /// document does not describe, behind the same middleware.
 pub fn router_with(state: AppState, extra: Router<AppState>) -> Router {
     let (router, doc) = api_routes(&state);
-    // The document is generated from the same registrations as the routes, so it can't
-    // list a route that isn't served or miss one that is.
     let mut doc = serde_json::to_value(&doc).unwrap_or_default();
     openapi::finish(&mut doc);
     let _ = state.openapi.set(doc);

@@ -7,19 +7,20 @@
 //! still open, move its position to 11 and never see 10. Here an event's position is instead
 //! `xid8 * 2^20 + ordinal`: the id of the transaction that wrote it, then its place among
 //! that transaction's events. A reader only takes rows whose transaction id is below
-//! `pg_snapshot_xmin(pg_current_snapshot())`, the oldest transaction still running when its
-//! statement began. Every transaction below that horizon has ended, and every transaction
+//! the oldest transaction still running in this database when its statement began (see
+//! [`HORIZON`]: transactions of other databases are left out, as they cannot write here).
+//! Every transaction of this database below that horizon has ended, and every transaction
 //! that has not yet taken an id will take a larger one, so no row can ever appear below a
-//! horizon once a reader has seen it: the positions a reader has passed are final. The
-//! horizon only moves forward, and a transaction that committed before another began has
-//! the smaller id, so one user's changes keep their order.
+//! horizon once a reader has seen it: the positions a reader has passed are final. A
+//! transaction that committed before another began has the smaller id, so one user's
+//! changes keep their order.
 //!
 //! Writes never wait for one another: a write returns as soon as it commits, and bumps the
 //! `appended` signal. A reader that finds committed events past the horizon and none
 //! before it (the events it was woken for, behind an older transaction still running)
 //! waits for the horizon to pass them, for at most [`READ_WAIT`], and then answers with
 //! what is readable (possibly nothing). So a read right after a write sees it, unless some
-//! older transaction on the server stays open longer than that.
+//! older transaction of this database stays open longer than that.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -36,10 +37,27 @@ use crate::{AuditQuery, Result, StoreError, StoredEvent};
 /// Events one transaction may append: the ordinal's share of a position.
 pub(super) const PER_TRANSACTION: i64 = 1 << 20;
 
-/// The first position not yet final: the oldest transaction id still running when the
-/// statement began, times 2^20 (xid8 goes through text, having no cast to bigint). Rows
-/// below it are final.
-const HORIZON: &str = "pg_snapshot_xmin(pg_current_snapshot())::text::bigint * 1048576";
+/// The first position not yet final: the oldest transaction id still running in this
+/// database when the statement began, times 2^20 (xid8 goes through text, having no cast to
+/// bigint). Rows below it are final.
+///
+/// `pg_snapshot_xmin` alone is the oldest transaction of the whole server, so a transaction
+/// left open in another database (a report, a migration, a test) would hold back every
+/// event here, though it can never write one: a backend works in one database only. So the
+/// snapshot's running transactions (`pg_snapshot_xip`) are taken without those that
+/// `pg_stat_activity` shows in another database, and the horizon is the oldest left, or
+/// the snapshot's `xmax` when none is. A transaction it cannot place (finished meanwhile,
+/// prepared, or of a session whose details this role may not see: `backend_xid` is then
+/// null) is kept, so the horizon is never later than the server-wide one would allow for
+/// this database. A role without `pg_read_all_stats` sees only its own sessions' ids.
+const HORIZON: &str = "(SELECT COALESCE(
+        (SELECT MIN(running::text::bigint) FROM pg_snapshot_xip(current.snap) AS running
+         WHERE NOT EXISTS (
+             SELECT FROM pg_stat_activity AS other
+             WHERE other.datid <> (SELECT oid FROM pg_database WHERE datname = current_database())
+               AND other.backend_xid::text::bigint = running::text::bigint % 4294967296)),
+        pg_snapshot_xmax(current.snap)::text::bigint) * 1048576
+    FROM (SELECT pg_current_snapshot() AS snap) AS current)";
 
 /// The position of the event with ordinal `$1` in the current transaction.
 pub(super) const NEXT_POS: &str = "pg_current_xact_id()::text::bigint * 1048576 + $1::bigint";

@@ -111,6 +111,56 @@ async fn a_reader_by_position_never_skips_an_event_whose_transaction_commits_lat
     );
 }
 
+/// A transaction left open in another database of the same server can never write this
+/// database's outbox, so it must not hold reading back (the server-wide oldest transaction,
+/// `pg_snapshot_xmin`, would hold it back until that transaction ends).
+#[tokio::test]
+async fn a_transaction_open_in_another_database_does_not_hold_back_reading() {
+    // A database of its own: no other test's transaction in it can hold reading back.
+    let database = support::Database::create().await;
+    let store = PostgresStore::connect(&database.url())
+        .await
+        .expect("connect");
+
+    // Another database of the same server (the tests' own), with a transaction that has
+    // taken an id.
+    let (mut other, connection) =
+        tokio_postgres::connect(&support::server_url(), tokio_postgres::NoTls)
+            .await
+            .expect("connect to the test database");
+    tokio::spawn(connection);
+    let open = other.transaction().await.expect("begin");
+    open.query_one("SELECT pg_current_xact_id()::text", &[])
+        .await
+        .expect("take a transaction id");
+
+    let (task, event) = new_task("while another database is busy");
+    store.insert_task(&task, &event).await.expect("insert_task");
+    // The other database's transaction stays open throughout; the deadline only allows for
+    // a slow machine (a read held back waits 1 s, then answers with nothing).
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let read = loop {
+        let batch = store
+            .read_events(0, &TOPICS, 10)
+            .await
+            .expect("read_events");
+        if !batch.is_empty() || std::time::Instant::now() > deadline {
+            break batch;
+        }
+    };
+    assert_eq!(
+        read.iter().map(|e| (*e.event).clone()).collect::<Vec<_>>(),
+        vec![event],
+        "the event is readable while the other database's transaction is open"
+    );
+    assert_eq!(
+        store.last_event_seq().await.expect("last_event_seq"),
+        read[0].seq
+    );
+    open.rollback().await.expect("rollback");
+    drop(store);
+}
+
 /// Many writers whose transactions overlap and commit in any order, and one reader
 /// following positions all along: it sees every event exactly once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
