@@ -13,8 +13,8 @@
 # DIR/env (BASE_URL, TODO_JWT_SECRET, DATABASE_URL, KAFKA_BROKERS). See docs/split-deployment.md.
 set -euo pipefail
 
-# The bus when TODO_BUS is unset. `memory` until the Kafka bus is in the binary.
-DEFAULT_BUS=memory
+# The bus when TODO_BUS is unset: the broker, as in production (`memory` runs without one).
+DEFAULT_BUS=kafka
 
 SERVICES=(api recurring notification sync audit)
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"

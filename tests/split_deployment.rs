@@ -25,6 +25,10 @@ async fn script(args: &[&str]) {
         // A fresh database on the machine's PostgreSQL, not whatever the shell points at.
         .env_remove("DATABASE_URL")
         .env_remove("TODO_SPLIT_PRIVATE_PG")
+        // The audit process is SIGKILLed below: tansu hands a killed group member's
+        // partitions to the restarted one; noida-db never expires the dead member.
+        .env("TODO_BUS", "kafka")
+        .env("TODO_SPLIT_BROKER", "tansu")
         .output()
         .await
         .expect("run scripts/split-deployment.sh");

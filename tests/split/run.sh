@@ -52,6 +52,7 @@ excluded=(
   events::a_series_whose_next_due_date_would_pass_the_year_9999_ends_without_a_next_occurrence
   events::events_consumers_cannot_handle_are_kept_counted_and_logged_and_later_events_still_flow
   readiness::readyz_fails_naming_the_writer_while_writes_are_stuck_though_reads_answer
+  readiness::a_write_stalled_past_the_threshold_is_logged_as_a_slow_commit
   # nginx refuses a NUL (%00) in the path with a 400 problem before any service sees it;
   # the test expects the service's 401.
   edges::a_token_whose_subject_holds_a_control_character_is_refused
