@@ -116,13 +116,13 @@ mod memory {
 
     async fn harness() -> Harness {
         let dir = tempfile::tempdir().unwrap();
-        let store = todo_store::connect(&format!("sqlite://{}/bus.db", dir.path().display()))
+        let backend = todo_store::connect(&format!("sqlite://{}/bus.db", dir.path().display()))
             .await
             .unwrap();
-        let bus: Arc<dyn EventBus> = Arc::new(todo_bus::memory::MemoryBus::new(store.clone()));
+        let bus: Arc<dyn EventBus> = Arc::new(todo_bus::memory::MemoryBus::new(backend.log));
         Harness {
             bus,
-            store,
+            store: backend.store,
             _dir: dir,
         }
     }
@@ -159,7 +159,7 @@ mod memory {
         let url = format!("sqlite://{}/bus.db", h._dir.path().display());
         let elsewhere = Harness {
             bus: h.bus.clone(),
-            store: todo_store::connect(&url).await.unwrap(),
+            store: todo_store::connect(&url).await.unwrap().store,
             _dir: tempfile::tempdir().unwrap(),
         };
         let mut sub = h.bus.subscribe("g", &[Topic::TaskEvents]).await.unwrap();

@@ -7,8 +7,8 @@ use std::collections::HashSet;
 use chrono::Duration;
 use todo_domain::time::{Timestamp, parse_rfc3339};
 use todo_domain::{ReminderPlan, Topic};
-use todo_store::Store;
 use todo_store::postgres::PostgresStore;
+use todo_store::{EventLog, Store};
 use uuid::Uuid;
 
 #[path = "support/postgres.rs"]
