@@ -304,6 +304,14 @@ impl EventLog for MeteredLog {
         .await
     }
 
+    async fn oldest_event_after(&self, after: i64, topics: &[Topic]) -> Result<Option<Timestamp>> {
+        self.timed(
+            "oldest_event_after",
+            self.inner.oldest_event_after(after, topics),
+        )
+        .await
+    }
+
     async fn prune_events(&self, before: Timestamp, consumers: &[&str]) -> Result<u64> {
         self.timed("prune_events", self.inner.prune_events(before, consumers))
             .await

@@ -44,6 +44,13 @@ pub trait EventLog: Send + Sync + std::fmt::Debug + 'static {
     /// How many events on `topics` come after `after`: a consumer's lag.
     async fn count_events_after(&self, after: i64, topics: &[Topic]) -> Result<i64>;
 
+    /// When the first event on `topics` after `after` (in log order: the next one a reader
+    /// at `after` gets) was appended: its `created_at` as stored, `None` when there is no
+    /// such event. Like [`EventLog::count_events_after`] it sees every committed event, also
+    /// one a PostgreSQL reader still waits for; from a consumer's committed position, it
+    /// dates the oldest event the consumer has yet to commit.
+    async fn oldest_event_after(&self, after: i64, topics: &[Topic]) -> Result<Option<Timestamp>>;
+
     /// Deletes events older than `before` that every one of `consumers` has committed past
     /// (nothing, if any of them has never committed). Returns how many were deleted.
     async fn prune_events(&self, before: Timestamp, consumers: &[&str]) -> Result<u64>;

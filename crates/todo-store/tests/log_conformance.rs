@@ -8,6 +8,8 @@
 //! (SQLite counts up from 1, PostgreSQL derives them from transaction ids), so scenarios
 //! compare positions only with positions the log handed out.
 
+use std::time::{Duration as StdDuration, Instant};
+
 use chrono::Duration;
 use todo_domain::event::EventType;
 use todo_domain::time::{self, Timestamp};
@@ -35,6 +37,38 @@ async fn appended_tasks(store: &dyn Store, log: &dyn EventLog, n: usize) -> Vec<
         .collect();
     assert_eq!(positions.len(), n, "one event per insert");
     positions
+}
+
+/// When a write was made: between `from` and `to`, both read from the clock around it.
+#[derive(Debug, Clone, Copy)]
+struct Window {
+    from: Timestamp,
+    to: Timestamp,
+}
+
+impl Window {
+    fn holds(&self, at: Option<Timestamp>) -> bool {
+        at.is_some_and(|at| self.from <= at && at <= self.to)
+    }
+}
+
+/// Runs `write` and returns the clock window it ran in. Waits first until the clock has
+/// moved past `after`, so windows taken one after another never share a microsecond and a
+/// time falls in one of them at most.
+async fn timed_write(after: Option<Window>, write: impl AsyncFnOnce()) -> Window {
+    if let Some(previous) = after {
+        let deadline = Instant::now() + StdDuration::from_secs(1);
+        while time::now() <= previous.to {
+            assert!(Instant::now() < deadline, "the clock stands still");
+            tokio::time::sleep(StdDuration::from_millis(1)).await;
+        }
+    }
+    let from = time::now();
+    write().await;
+    Window {
+        from,
+        to: time::now(),
+    }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -140,6 +174,71 @@ pub async fn every_append_bumps_the_in_process_signal(store: &dyn Store, log: &d
         .await
         .expect("list_tasks");
     assert!(!bumped(), "reads never bump");
+}
+
+/// The first event after a position on the topics asked for gives its append time; past
+/// the end, or on topics with nothing newer, there is none.
+pub async fn the_oldest_event_after_a_position_is_the_next_one_on_its_topics(
+    store: &dyn Store,
+    log: &dyn EventLog,
+) {
+    let oldest = async |after: i64, topics: &[Topic]| {
+        log.oldest_event_after(after, topics)
+            .await
+            .expect("oldest_event_after")
+    };
+    let both = [Topic::TaskEvents, Topic::Reminders];
+    let start = last_seq(log).await;
+    assert_eq!(oldest(start, &both).await, None, "an empty log has none");
+
+    // A task event, a reminder event, then another task event, each in a window of its own.
+    let first = task("alice", "First");
+    let first_at = timed_write(None, async || {
+        insert(store, &first).await;
+    })
+    .await;
+    let reminder_at = timed_write(Some(first_at), async || {
+        plan(
+            store,
+            first.id,
+            "alice",
+            1,
+            &schedule(t0() + Duration::hours(1), "First"),
+        )
+        .await
+        .expect("a reminder scheduled");
+    })
+    .await;
+    let third_at = timed_write(Some(reminder_at), async || {
+        insert(store, &task("alice", "Third")).await;
+    })
+    .await;
+    let tasks = events_after(log, start, Topic::TaskEvents).await;
+    let reminders = events_after(log, start, Topic::Reminders).await;
+    assert_eq!((tasks.len(), reminders.len()), (2, 1));
+    let (first_pos, reminder_pos, third_pos) = (tasks[0].seq, reminders[0].seq, tasks[1].seq);
+    assert!(first_pos < reminder_pos && reminder_pos < third_pos);
+
+    assert!(first_at.holds(oldest(start, &both).await));
+    assert!(first_at.holds(oldest(start, &[Topic::TaskEvents]).await));
+    assert!(
+        reminder_at.holds(oldest(start, &[Topic::Reminders]).await),
+        "an event on another topic is passed over"
+    );
+    assert!(reminder_at.holds(oldest(first_pos, &both).await));
+    assert!(
+        third_at.holds(oldest(first_pos, &[Topic::TaskEvents]).await),
+        "after a position, on the topics asked for"
+    );
+    assert!(third_at.holds(oldest(reminder_pos, &both).await));
+    assert_eq!(
+        oldest(reminder_pos, &[Topic::Reminders]).await,
+        None,
+        "nothing newer on this topic, though there is on another"
+    );
+    assert_eq!(oldest(third_pos, &both).await, None, "past the end");
+    assert_eq!(oldest(start, &[Topic::TaskUpdates]).await, None);
+    assert_eq!(oldest(start, &[]).await, None, "no topic, no event");
 }
 
 // ---------------------------------------------------------------------------------------
@@ -288,6 +387,7 @@ macro_rules! log_conformance_tests {
         log_conformance_tests!(@each $fresh_database;
             reads_and_counts_start_after_a_position_stop_at_the_limit_and_keep_to_their_topics,
             every_append_bumps_the_in_process_signal,
+            the_oldest_event_after_a_position_is_the_next_one_on_its_topics,
             a_consumer_position_starts_at_zero_and_never_moves_backwards,
             pruning_waits_for_every_consumer_and_keeps_what_any_still_needs,
             positions_are_never_reused_after_pruning,

@@ -396,6 +396,10 @@ impl EventLog for PostgresStore {
         events::count_after(&self.client().await?, after, topics).await
     }
 
+    async fn oldest_event_after(&self, after: i64, topics: &[Topic]) -> Result<Option<Timestamp>> {
+        events::oldest_after(&self.client().await?, after, topics).await
+    }
+
     async fn prune_events(&self, before: Timestamp, consumers: &[&str]) -> Result<u64> {
         events::prune(&self.client().await?, before, consumers).await
     }

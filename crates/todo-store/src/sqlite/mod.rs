@@ -409,6 +409,13 @@ impl EventLog for SqliteStore {
             .await
     }
 
+    async fn oldest_event_after(&self, after: i64, topics: &[Topic]) -> Result<Option<Timestamp>> {
+        let topics = topics.to_vec();
+        self.readers
+            .read_now(move |c| events::oldest_after(c, after, &topics))
+            .await
+    }
+
     async fn prune_events(&self, before: Timestamp, consumers: &[&str]) -> Result<u64> {
         let consumers: Vec<String> = consumers.iter().map(|&c| c.to_owned()).collect();
         self.writer
