@@ -59,10 +59,10 @@ async fn run(command: Command) -> anyhow::Result<()> {
         }
         Command::Migrate(common) => {
             let _guard = todo_telemetry::init(common.log_format, "migrate", "info")?;
-            let store = todo_store::connect(&common.database_url()?)
+            let backend = todo_store::connect(&common.database_url()?)
                 .await
                 .context("cannot open the store")?;
-            store.migrate().await.context("migration failed")?;
+            backend.store.migrate().await.context("migration failed")?;
             tracing::info!("migrations applied");
             Ok(())
         }

@@ -1,5 +1,6 @@
-//! A [`Store`] wrapper that times every operation and counts failures by kind, so the
-//! store's latency and errors show up in `/metrics` whatever engine is behind it.
+//! [`Store`] and [`EventLog`] wrappers that time every operation and count failures by
+//! kind, so the store's latency and errors show up in `/metrics` whatever engine is behind
+//! it. Both record into the same store families: the log is tables of the same database.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -9,11 +10,32 @@ use todo_domain::reminder::Notification;
 use todo_domain::time::Timestamp;
 use todo_domain::{AuditEntry, CloudEvent, Reminder, ReminderPlan, Task, TaskQuery, Topic};
 use todo_store::{
-    AuditQuery, DeadLetter, PageQuery, Result, Store, StoredDeadLetter, StoredEvent, TailRead,
-    WebhookDelivery, WebhookOutcome,
+    AuditQuery, DeadLetter, EventLog, PageQuery, Result, Store, StoredDeadLetter, StoredEvent,
+    TailRead, WebhookDelivery, WebhookOutcome,
 };
 use todo_telemetry::Metrics;
 use uuid::Uuid;
+
+/// Times `call` as store operation `op`, counting its failure by kind.
+async fn timed<T>(
+    metrics: &Metrics,
+    op: &'static str,
+    call: impl Future<Output = Result<T>>,
+) -> Result<T> {
+    let started = Instant::now();
+    let result = call.await;
+    metrics.store.observe(op, started.elapsed().as_secs_f64());
+    if let Err(e) = &result {
+        // Not-found and version conflicts are answers, not failures.
+        if !matches!(
+            e,
+            todo_store::StoreError::NotFound | todo_store::StoreError::VersionConflict { .. }
+        ) {
+            metrics.store.error(op, e.kind());
+        }
+    }
+    result
+}
 
 /// Times and counts calls to the inner store.
 #[derive(Debug)]
@@ -29,21 +51,7 @@ impl MeteredStore {
     }
 
     async fn timed<T>(&self, op: &'static str, call: impl Future<Output = Result<T>>) -> Result<T> {
-        let started = Instant::now();
-        let result = call.await;
-        self.metrics
-            .store
-            .observe(op, started.elapsed().as_secs_f64());
-        if let Err(e) = &result {
-            // Not-found and version conflicts are answers, not failures.
-            if !matches!(
-                e,
-                todo_store::StoreError::NotFound | todo_store::StoreError::VersionConflict { .. }
-            ) {
-                self.metrics.store.error(op, e.kind());
-            }
-        }
-        result
+        timed(&self.metrics, op, call).await
     }
 
     /// Counts a task event once its write committed.
@@ -67,10 +75,6 @@ impl Store for MeteredStore {
 
     async fn try_lead(&self, name: &str) -> Result<Option<todo_store::Leadership>> {
         self.inner.try_lead(name).await
-    }
-
-    fn appended(&self) -> tokio::sync::watch::Receiver<u64> {
-        self.inner.appended()
     }
 
     async fn migrate(&self) -> Result<()> {
@@ -141,52 +145,6 @@ impl Store for MeteredStore {
             self.metrics.events.published(&event.event_type);
         }
         created
-    }
-
-    fn recent_events(&self, after: i64, topics: &[Topic], limit: usize) -> Option<TailRead> {
-        // In memory and lock-only: not timed, so the store histograms stay about I/O.
-        self.inner.recent_events(after, topics, limit)
-    }
-
-    async fn read_events(
-        &self,
-        after: i64,
-        topics: &[Topic],
-        limit: i64,
-    ) -> Result<Vec<StoredEvent>> {
-        self.timed("read_events", self.inner.read_events(after, topics, limit))
-            .await
-    }
-
-    async fn last_event_seq(&self) -> Result<i64> {
-        self.timed("last_event_seq", self.inner.last_event_seq())
-            .await
-    }
-
-    async fn count_events_after(&self, after: i64, topics: &[Topic]) -> Result<i64> {
-        self.timed(
-            "count_events_after",
-            self.inner.count_events_after(after, topics),
-        )
-        .await
-    }
-
-    async fn prune_events(&self, before: Timestamp, consumers: &[&str]) -> Result<u64> {
-        self.timed("prune_events", self.inner.prune_events(before, consumers))
-            .await
-    }
-
-    async fn consumer_position(&self, consumer: &str) -> Result<i64> {
-        self.timed("consumer_position", self.inner.consumer_position(consumer))
-            .await
-    }
-
-    async fn commit_position(&self, consumer: &str, position: i64) -> Result<()> {
-        self.timed(
-            "commit_position",
-            self.inner.commit_position(consumer, position),
-        )
-        .await
     }
 
     async fn record_dead_letters(&self, letters: &[DeadLetter]) -> Result<()> {
@@ -293,6 +251,85 @@ impl Store for MeteredStore {
         self.timed(
             "finish_webhook",
             self.inner.finish_webhook(id, outcome, now),
+        )
+        .await
+    }
+}
+
+/// Times and counts calls to the inner log, under the same operation names as the store's.
+#[derive(Debug)]
+pub struct MeteredLog {
+    inner: Arc<dyn EventLog>,
+    metrics: Arc<Metrics>,
+}
+
+impl MeteredLog {
+    /// Wraps `inner`.
+    pub fn new(inner: Arc<dyn EventLog>, metrics: Arc<Metrics>) -> Self {
+        MeteredLog { inner, metrics }
+    }
+
+    async fn timed<T>(&self, op: &'static str, call: impl Future<Output = Result<T>>) -> Result<T> {
+        timed(&self.metrics, op, call).await
+    }
+}
+
+#[async_trait]
+impl EventLog for MeteredLog {
+    fn appended(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.inner.appended()
+    }
+
+    fn recent_events(&self, after: i64, topics: &[Topic], limit: usize) -> Option<TailRead> {
+        // In memory and lock-only: not timed, so the store histograms stay about I/O.
+        self.inner.recent_events(after, topics, limit)
+    }
+
+    async fn read_events(
+        &self,
+        after: i64,
+        topics: &[Topic],
+        limit: i64,
+    ) -> Result<Vec<StoredEvent>> {
+        self.timed("read_events", self.inner.read_events(after, topics, limit))
+            .await
+    }
+
+    async fn last_event_seq(&self) -> Result<i64> {
+        self.timed("last_event_seq", self.inner.last_event_seq())
+            .await
+    }
+
+    async fn count_events_after(&self, after: i64, topics: &[Topic]) -> Result<i64> {
+        self.timed(
+            "count_events_after",
+            self.inner.count_events_after(after, topics),
+        )
+        .await
+    }
+
+    async fn oldest_event_after(&self, after: i64, topics: &[Topic]) -> Result<Option<Timestamp>> {
+        self.timed(
+            "oldest_event_after",
+            self.inner.oldest_event_after(after, topics),
+        )
+        .await
+    }
+
+    async fn prune_events(&self, before: Timestamp, consumers: &[&str]) -> Result<u64> {
+        self.timed("prune_events", self.inner.prune_events(before, consumers))
+            .await
+    }
+
+    async fn consumer_position(&self, consumer: &str) -> Result<i64> {
+        self.timed("consumer_position", self.inner.consumer_position(consumer))
+            .await
+    }
+
+    async fn commit_position(&self, consumer: &str, position: i64) -> Result<()> {
+        self.timed(
+            "commit_position",
+            self.inner.commit_position(consumer, position),
         )
         .await
     }

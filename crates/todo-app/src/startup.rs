@@ -9,6 +9,7 @@ use anyhow::Context;
 use secrecy::SecretString;
 use todo_bus::memory::MemoryBus;
 use todo_bus::{EventBus, Publisher};
+use todo_store::EventLog;
 use todo_telemetry::Metrics;
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
@@ -16,6 +17,7 @@ use tokio::task::JoinSet;
 
 use crate::config::{BusKind, ServeSettings, Service};
 use crate::http;
+use crate::metered::{MeteredLog, MeteredStore};
 use crate::services::consumer::{self, Handler};
 use crate::services::webhook::WebhookConfig;
 use crate::services::{audit, notification, recurring, relay, retention, sync, webhook};
@@ -26,6 +28,8 @@ use crate::state::{AppState, Readiness, Shared};
 pub struct Application {
     listener: TcpListener,
     state: AppState,
+    /// The outbox as a log, for the log trimmer (the bus holds its own handle).
+    log: Arc<dyn EventLog>,
     shutdown: Shutdown,
     webhook: Option<WebhookConfig>,
     shutdown_timeout: Duration,
@@ -53,12 +57,13 @@ impl Application {
         settings.validate()?;
         let database_url = settings.common.database_url()?;
         let metrics = Metrics::new();
-        let store = todo_store::connect(&database_url)
+        let backend = todo_store::connect(&database_url)
             .await
             .context("cannot open the store named by DATABASE_URL")?;
         let store: Arc<dyn todo_store::Store> =
-            Arc::new(crate::metered::MeteredStore::new(store, metrics.clone()));
-        let outbox: Arc<dyn EventBus> = Arc::new(MemoryBus::new(store.clone()));
+            Arc::new(MeteredStore::new(backend.store, metrics.clone()));
+        let log: Arc<dyn EventLog> = Arc::new(MeteredLog::new(backend.log, metrics.clone()));
+        let outbox: Arc<dyn EventBus> = Arc::new(MemoryBus::new(log.clone()));
         #[cfg(feature = "dapr")]
         let mut dapr = None;
         let (bus, publisher): (Arc<dyn EventBus>, Option<Arc<dyn Publisher>>) = match settings.bus {
@@ -119,6 +124,7 @@ impl Application {
         Ok(Application {
             listener,
             state,
+            log,
             shutdown,
             webhook,
             shutdown_timeout: Duration::from_secs(settings.shutdown_timeout_secs),
@@ -213,7 +219,7 @@ impl Application {
         if let Some(retention) = self.retention {
             let consumers = handlers.iter().map(|h| h.name()).collect();
             tasks.spawn(retention::run(
-                state.store.clone(),
+                self.log.clone(),
                 consumers,
                 retention,
                 state.shutdown.clone(),

@@ -1,11 +1,12 @@
-//! The durable in-process bus: consumers read the store's outbox and commit positions to it.
+//! The durable in-process bus: consumers read the store's event log (its outbox) and commit
+//! positions to it.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use todo_domain::Topic;
-use todo_store::{Store, StoredEvent};
+use todo_store::{EventLog, StoredEvent};
 use tokio::sync::watch;
 
 use crate::{Batch, Delivery, EventBus, Membership, PartitionLag, Position, Result, Subscription};
@@ -18,13 +19,13 @@ const IDLE_POLL: Duration = Duration::from_secs(1);
 /// The embedded bus.
 #[derive(Debug, Clone)]
 pub struct MemoryBus {
-    store: Arc<dyn Store>,
+    store: Arc<dyn EventLog>,
 }
 
 impl MemoryBus {
-    /// A bus over `store`'s outbox.
-    pub fn new(store: Arc<dyn Store>) -> Self {
-        MemoryBus { store }
+    /// A bus over `log`, the store's outbox.
+    pub fn new(log: Arc<dyn EventLog>) -> Self {
+        MemoryBus { store: log }
     }
 }
 
@@ -66,7 +67,7 @@ impl EventBus for MemoryBus {
 }
 
 struct MemorySubscription {
-    store: Arc<dyn Store>,
+    store: Arc<dyn EventLog>,
     group: String,
     topics: Vec<Topic>,
     /// Read position: after the last event handed out (may be ahead of the commit).

@@ -191,13 +191,13 @@ mod memory {
 
     async fn harness() -> Harness {
         let dir = tempfile::tempdir().unwrap();
-        let store = todo_store::connect(&format!("sqlite://{}/bus.db", dir.path().display()))
+        let backend = todo_store::connect(&format!("sqlite://{}/bus.db", dir.path().display()))
             .await
             .unwrap();
-        let bus: Arc<dyn EventBus> = Arc::new(todo_bus::memory::MemoryBus::new(store.clone()));
+        let bus: Arc<dyn EventBus> = Arc::new(todo_bus::memory::MemoryBus::new(backend.log));
         Harness {
             bus,
-            source: Source::Store(store),
+            source: Source::Store(backend.store),
             _dir: dir,
             #[cfg(feature = "kafka")]
             _broker: None,
@@ -236,7 +236,7 @@ mod memory {
         let url = format!("sqlite://{}/bus.db", h._dir.path().display());
         let elsewhere = Harness {
             bus: h.bus.clone(),
-            source: Source::Store(todo_store::connect(&url).await.unwrap()),
+            source: Source::Store(todo_store::connect(&url).await.unwrap().store),
             _dir: tempfile::tempdir().unwrap(),
             #[cfg(feature = "kafka")]
             _broker: None,

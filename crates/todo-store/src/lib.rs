@@ -1,12 +1,15 @@
-//! Persistence for the Todo platform behind one trait, [`Store`].
+//! Persistence for the Todo platform behind two traits: [`Store`] and [`EventLog`].
 //!
 //! Every write that changes a task also appends its CloudEvent to the outbox (`events`) in
-//! the same transaction, so a change and its event are never separated by a crash. In the
-//! embedded deployment the outbox doubles as the bus's durable log; consumers keep their
-//! positions here too. [`connect`] picks the engine from the `DATABASE_URL` scheme.
+//! the same transaction, so a change and its event are never separated by a crash. The
+//! outbox doubles as the bus's durable log, read through [`EventLog`]; consumers keep their
+//! positions there too. Each engine implements both traits on one object, the log being
+//! tables of the same database. [`connect`] picks the engine from the `DATABASE_URL` scheme
+//! and returns both handles as a [`Backend`].
 
 mod error;
 mod lead;
+mod log;
 pub mod model;
 #[cfg(feature = "postgres")]
 pub mod postgres;
@@ -17,18 +20,21 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use todo_domain::reminder::Notification;
-use todo_domain::{AuditEntry, CloudEvent, Reminder, ReminderPlan, Task, TaskQuery, Topic};
+use todo_domain::{AuditEntry, CloudEvent, Reminder, ReminderPlan, Task, TaskQuery};
 use uuid::Uuid;
 
 pub use error::{Result, StoreError};
 pub use lead::Leadership;
+pub use log::EventLog;
 pub use model::{
     AuditPosition, AuditQuery, DeadLetter, PageQuery, Seek, StoredDeadLetter, StoredEvent,
     TailRead, WebhookDelivery, WebhookOutcome,
 };
 use todo_domain::time::Timestamp;
 
-/// Everything the services persist. Implementations must pass `tests/conformance.rs`.
+/// Everything the services persist. Writes that change a task append their event to the
+/// outbox here; reading the outbox as a log, and consumer positions, are [`EventLog`]'s.
+/// Implementations must pass `tests/conformance.rs`.
 #[async_trait]
 pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// Runs a trivial query: the store is reachable and answering.
@@ -48,11 +54,6 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         let _ = name;
         Ok(Some(Leadership::unconditional()))
     }
-
-    /// A signal bumped after every commit that appended to the outbox in this process, so
-    /// in-process consumers wake at once instead of polling. A store may also bump it when
-    /// another process appended (the PostgreSQL store does, through `LISTEN`/`NOTIFY`).
-    fn appended(&self) -> tokio::sync::watch::Receiver<u64>;
 
     /// Applies pending schema migrations.
     async fn migrate(&self) -> Result<()>;
@@ -94,41 +95,6 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         next: &Task,
         event: &CloudEvent,
     ) -> Result<bool>;
-
-    /// Events after `after` (exclusive) on any of `topics`, oldest first, at most `limit`.
-    async fn read_events(
-        &self,
-        after: i64,
-        topics: &[Topic],
-        limit: i64,
-    ) -> Result<Vec<StoredEvent>>;
-
-    /// Events after `after` on `topics` (at most `limit`) from this process's in-memory tail
-    /// of the log, without touching the database. `None` when the tail does not hold the
-    /// event right after `after` (say, after a restart, or when another process wrote in
-    /// between): the caller then reads with [`Store::read_events`]. An empty answer means
-    /// nothing newer was committed by this process; writers elsewhere are seen only through
-    /// `read_events`.
-    fn recent_events(&self, after: i64, topics: &[Topic], limit: usize) -> Option<TailRead> {
-        let _ = (after, topics, limit);
-        None
-    }
-
-    /// Sequence number of the newest event (0 when none).
-    async fn last_event_seq(&self) -> Result<i64>;
-
-    /// How many events on `topics` come after `after`: a consumer's lag.
-    async fn count_events_after(&self, after: i64, topics: &[Topic]) -> Result<i64>;
-
-    /// Deletes events older than `before` that every one of `consumers` has committed past
-    /// (nothing, if any of them has never committed). Returns how many were deleted.
-    async fn prune_events(&self, before: Timestamp, consumers: &[&str]) -> Result<u64>;
-
-    /// A consumer's committed position (0 before its first commit).
-    async fn consumer_position(&self, consumer: &str) -> Result<i64>;
-
-    /// Records that `consumer` has handled every event up to `position`.
-    async fn commit_position(&self, consumer: &str, position: i64) -> Result<()>;
 
     /// Keeps events that consumers could not handle, all in one transaction. A letter for
     /// a consumer and event already kept updates that row instead of adding one: `attempts`
@@ -201,12 +167,33 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     -> Result<()>;
 }
 
+/// Both handles on one opened database: the same object behind each.
+#[derive(Debug, Clone)]
+pub struct Backend {
+    /// Tasks, reminders, webhooks, audit and dead letters.
+    pub store: Arc<dyn Store>,
+    /// The outbox as the bus's log, and consumer positions.
+    pub log: Arc<dyn EventLog>,
+}
+
+impl Backend {
+    fn new<S: Store + EventLog>(engine: S) -> Self {
+        let engine = Arc::new(engine);
+        Backend {
+            store: engine.clone(),
+            log: engine,
+        }
+    }
+}
+
 /// Opens the store named by `database_url` (`sqlite://path`, or `postgres://...` and
 /// `postgresql://...` when built with the `postgres` feature) and applies its migrations.
-pub async fn connect(database_url: &str) -> Result<Arc<dyn Store>> {
+pub async fn connect(database_url: &str) -> Result<Backend> {
     if database_url.starts_with("sqlite:") {
         #[cfg(feature = "sqlite")]
-        return Ok(Arc::new(sqlite::SqliteStore::connect(database_url).await?));
+        return Ok(Backend::new(
+            sqlite::SqliteStore::connect(database_url).await?,
+        ));
         #[cfg(not(feature = "sqlite"))]
         return Err(StoreError::Unsupported(
             "SQLite is not built into this binary (cargo feature `sqlite`)".into(),
@@ -222,14 +209,14 @@ pub async fn connect(database_url: &str) -> Result<Arc<dyn Store>> {
 }
 
 #[cfg(feature = "postgres")]
-async fn connect_postgres(database_url: &str) -> Result<Arc<dyn Store>> {
-    Ok(Arc::new(
+async fn connect_postgres(database_url: &str) -> Result<Backend> {
+    Ok(Backend::new(
         postgres::PostgresStore::connect(database_url).await?,
     ))
 }
 
 #[cfg(not(feature = "postgres"))]
-async fn connect_postgres(_database_url: &str) -> Result<Arc<dyn Store>> {
+async fn connect_postgres(_database_url: &str) -> Result<Backend> {
     Err(StoreError::Unsupported(
         "PostgreSQL is not built into this binary (the `postgres` feature is off); use a sqlite:// DATABASE_URL".into(),
     ))

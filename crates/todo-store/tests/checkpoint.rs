@@ -10,7 +10,7 @@ use uuid::Uuid;
 async fn committed_pages_reach_the_database_file_without_a_restart() {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}/t.db", dir.path().display());
-    let store = todo_store::connect(&url).await.unwrap();
+    let store = todo_store::connect(&url).await.unwrap().store;
     let db = dir.path().join("t.db");
     let before = std::fs::metadata(&db).unwrap().len();
 
@@ -56,7 +56,7 @@ fn new_task(i: usize, description_len: usize) -> (todo_domain::Task, CloudEvent)
 async fn an_idle_reader_does_not_hold_back_checkpoints() {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}/t.db", dir.path().display());
-    let store = todo_store::connect(&url).await.unwrap();
+    let store = todo_store::connect(&url).await.unwrap().store;
     let (task, event) = new_task(0, 10);
     store.insert_task(&task, &event).await.unwrap();
     // This read leaves a snapshot open on a reader that is not used again.
@@ -86,8 +86,8 @@ async fn an_idle_reader_does_not_hold_back_checkpoints() {
 async fn a_write_from_another_process_is_seen_within_milliseconds() {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}/t.db", dir.path().display());
-    let here = todo_store::connect(&url).await.unwrap();
-    let elsewhere = todo_store::connect(&url).await.unwrap();
+    let here = todo_store::connect(&url).await.unwrap().store;
+    let elsewhere = todo_store::connect(&url).await.unwrap().store;
     let (task, event) = new_task(0, 10);
     // Keep this store's readers busy (and their snapshots warm) while the other writes.
     assert!(here.get_task("alice", task.id).await.unwrap().is_none());

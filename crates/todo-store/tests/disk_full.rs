@@ -37,7 +37,7 @@ async fn writes_acknowledged_after_a_failed_commit_survive_a_restart() {
     let _xfsz = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::from_raw(25)).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}/t.db", dir.path().display());
-    let store = todo_store::connect(&url).await.unwrap();
+    let store = todo_store::connect(&url).await.unwrap().store;
     let mut acknowledged = Vec::new();
     for i in 0..5 {
         let (task, event) = task(i);
@@ -76,7 +76,7 @@ async fn writes_acknowledged_after_a_failed_commit_survive_a_restart() {
     }
     drop(store);
 
-    let reopened = todo_store::connect(&url).await.unwrap();
+    let reopened = todo_store::connect(&url).await.unwrap().store;
     let mut lost = Vec::new();
     for t in &acknowledged {
         if reopened.get_task("alice", t.id).await.unwrap().is_none() {

@@ -7,12 +7,15 @@ use std::collections::HashSet;
 use chrono::Duration;
 use todo_domain::time::{Timestamp, parse_rfc3339};
 use todo_domain::{ReminderPlan, Topic};
-use todo_store::Store;
 use todo_store::postgres::PostgresStore;
+use todo_store::{EventLog, Store};
 use uuid::Uuid;
 
 #[path = "support/postgres.rs"]
 mod support;
+
+#[path = "support/fixtures.rs"]
+mod fixtures;
 
 fn t0() -> Timestamp {
     parse_rfc3339("2026-11-22T10:00:00Z").expect("a timestamp")
@@ -87,6 +90,9 @@ async fn two_processes_deliver_each_reminder_and_claim_each_webhook_exactly_once
         .await
         .expect("list_notifications");
     assert_eq!(notes.len(), REMINDERS, "one notification each");
+    // Read once every committed event is readable, however long other tests on the server
+    // keep a transaction open.
+    fixtures::last_seq(&first).await;
     let due_events = first
         .read_events(0, &[Topic::Reminders], 10_000)
         .await
@@ -178,6 +184,7 @@ async fn concurrent_plans_for_one_task_apply_one_after_another() {
         .expect("list_reminders");
     assert_eq!(reminders.len(), 1);
     assert_eq!(reminders[0].task_version, 20);
+    fixtures::last_seq(&first).await;
     let scheduled = first
         .read_events(0, &[Topic::Reminders], 1_000)
         .await

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use todo_store::Store;
+use todo_store::EventLog;
 
 use crate::shutdown::ShutdownSignal;
 
@@ -13,7 +13,7 @@ const EVERY: Duration = Duration::from_secs(3600);
 
 /// Runs until shutdown, trimming once shortly after start and then hourly.
 pub async fn run(
-    store: Arc<dyn Store>,
+    log: Arc<dyn EventLog>,
     consumers: Vec<&'static str>,
     retention: Duration,
     mut shutdown: ShutdownSignal,
@@ -27,7 +27,7 @@ pub async fn run(
         wait = EVERY;
         let before = todo_domain::time::now()
             - chrono::Duration::from_std(retention).unwrap_or(chrono::Duration::MAX);
-        match store.prune_events(before, &consumers).await {
+        match log.prune_events(before, &consumers).await {
             Ok(0) => {}
             Ok(n) => tracing::info!(deleted = n, "event log trimmed"),
             Err(e) => tracing::warn!(error = %e, "trimming the event log failed"),

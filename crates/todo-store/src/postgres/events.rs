@@ -226,6 +226,35 @@ pub(super) async fn count_after(
         .get(0))
 }
 
+/// `created_at` of the first event after `after` on `topics`: per topic, one seek on
+/// `events_by_topic (topic, pos)` to the first entry past `(topic, after)`, kept if it is
+/// still that topic's. Written as `topic = t AND pos > after`, the planner may walk the
+/// primary key from `after` instead, past every event of other topics (170 ms against
+/// 0.2 ms at 1,000,000 events).
+pub(super) async fn oldest_after(
+    client: &impl GenericClient,
+    after: i64,
+    topics: &[Topic],
+) -> Result<Option<Timestamp>> {
+    let stmt = client
+        .prepare_cached(
+            "SELECT e.created_at FROM unnest($2::text[]) AS t(topic)
+             CROSS JOIN LATERAL (
+                SELECT topic, pos, created_at FROM events
+                WHERE (events.topic, events.pos) > (t.topic, $1)
+                ORDER BY events.topic, events.pos LIMIT 1
+             ) e
+             WHERE e.topic = t.topic
+             ORDER BY e.pos LIMIT 1",
+        )
+        .await?;
+    Ok(client
+        .query_opt(&stmt, &[&after, &topic_names(topics)])
+        .await?
+        .map(|row| row.try_get(0))
+        .transpose()?)
+}
+
 pub(super) async fn prune(
     client: &impl GenericClient,
     before: Timestamp,

@@ -32,8 +32,8 @@ use tokio_postgres::types::ToSql;
 use uuid::Uuid;
 
 use crate::{
-    AuditQuery, DeadLetter, PageQuery, Result, Store, StoreError, StoredDeadLetter, StoredEvent,
-    WebhookDelivery, WebhookOutcome,
+    AuditQuery, DeadLetter, EventLog, PageQuery, Result, Store, StoreError, StoredDeadLetter,
+    StoredEvent, WebhookDelivery, WebhookOutcome,
 };
 use events::OutboxRow;
 use tasks::TaskParams;
@@ -47,7 +47,7 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a caller waits for a free connection before getting `Unavailable`.
 const POOL_WAIT: Duration = Duration::from_secs(5);
 
-/// PostgreSQL-backed [`Store`].
+/// PostgreSQL-backed [`Store`] and [`EventLog`].
 #[derive(Clone)]
 pub struct PostgresStore {
     pool: Pool,
@@ -199,10 +199,6 @@ impl Store for PostgresStore {
         lead::try_lead(&self.config, name).await
     }
 
-    fn appended(&self) -> tokio::sync::watch::Receiver<u64> {
-        self.appended.subscribe()
-    }
-
     async fn migrate(&self) -> Result<()> {
         self.apply_migrations().await
     }
@@ -273,35 +269,6 @@ impl Store for PostgresStore {
         let mut params = tasks::insert_params(&event_params, &task_params);
         params.push(&parent_id);
         Ok(self.write_one(&tasks::SPAWN, &params).await?.is_some())
-    }
-
-    async fn read_events(
-        &self,
-        after: i64,
-        topics: &[Topic],
-        limit: i64,
-    ) -> Result<Vec<StoredEvent>> {
-        events::read(&self.client().await?, after, topics, limit).await
-    }
-
-    async fn last_event_seq(&self) -> Result<i64> {
-        events::last_pos(&self.client().await?).await
-    }
-
-    async fn count_events_after(&self, after: i64, topics: &[Topic]) -> Result<i64> {
-        events::count_after(&self.client().await?, after, topics).await
-    }
-
-    async fn prune_events(&self, before: Timestamp, consumers: &[&str]) -> Result<u64> {
-        events::prune(&self.client().await?, before, consumers).await
-    }
-
-    async fn consumer_position(&self, consumer: &str) -> Result<i64> {
-        events::position(&self.client().await?, consumer).await
-    }
-
-    async fn commit_position(&self, consumer: &str, position: i64) -> Result<()> {
-        events::commit_position(&self.client().await?, consumer, position).await
     }
 
     async fn record_dead_letters(&self, letters: &[DeadLetter]) -> Result<()> {
@@ -412,5 +379,45 @@ impl Store for PostgresStore {
         now: Timestamp,
     ) -> Result<()> {
         reminders::finish_webhook(&self.client().await?, id, outcome, now).await
+    }
+}
+
+#[async_trait]
+impl EventLog for PostgresStore {
+    fn appended(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.appended.subscribe()
+    }
+
+    async fn read_events(
+        &self,
+        after: i64,
+        topics: &[Topic],
+        limit: i64,
+    ) -> Result<Vec<StoredEvent>> {
+        events::read(&self.client().await?, after, topics, limit).await
+    }
+
+    async fn last_event_seq(&self) -> Result<i64> {
+        events::last_pos(&self.client().await?).await
+    }
+
+    async fn count_events_after(&self, after: i64, topics: &[Topic]) -> Result<i64> {
+        events::count_after(&self.client().await?, after, topics).await
+    }
+
+    async fn oldest_event_after(&self, after: i64, topics: &[Topic]) -> Result<Option<Timestamp>> {
+        events::oldest_after(&self.client().await?, after, topics).await
+    }
+
+    async fn prune_events(&self, before: Timestamp, consumers: &[&str]) -> Result<u64> {
+        events::prune(&self.client().await?, before, consumers).await
+    }
+
+    async fn consumer_position(&self, consumer: &str) -> Result<i64> {
+        events::position(&self.client().await?, consumer).await
+    }
+
+    async fn commit_position(&self, consumer: &str, position: i64) -> Result<()> {
+        events::commit_position(&self.client().await?, consumer, position).await
     }
 }

@@ -8,7 +8,7 @@ use uuid::Uuid;
 
 use super::PostgresStore;
 use super::events::{self, OutboxRow};
-use crate::Store;
+use crate::{EventLog, Store};
 
 #[path = "../../tests/support/postgres.rs"]
 mod support;

@@ -107,6 +107,35 @@ pub(super) fn count_after(conn: &Connection, after: i64, topics: &[Topic]) -> Re
         .query_row(params_from_iter(topic_args(after, topics)), |r| r.get(0))?)
 }
 
+/// `created_at` of the first event after `after` on `topics`. One arm per topic, each a
+/// single seek on `events_by_topic (topic, seq)`: an `IN` list over that index does not come
+/// out in `seq` order, and scanning by `seq` alone would pass every event of other topics.
+pub(super) fn oldest_after(
+    conn: &Connection,
+    after: i64,
+    topics: &[Topic],
+) -> Result<Option<Timestamp>> {
+    if topics.is_empty() {
+        return Ok(None);
+    }
+    let arms: Vec<String> = (0..topics.len())
+        .map(|i| {
+            format!(
+                "SELECT * FROM (SELECT seq, created_at FROM events
+                 WHERE topic = ?{} AND seq > ?1 ORDER BY seq LIMIT 1)",
+                i + 2
+            )
+        })
+        .collect();
+    let sql = format!(
+        "SELECT created_at FROM ({}) ORDER BY seq LIMIT 1",
+        arms.join(" UNION ALL ")
+    );
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let mut rows = stmt.query(params_from_iter(topic_args(after, topics)))?;
+    rows.next()?.map(|row| rows::time_at(row, 0)).transpose()
+}
+
 pub(super) fn prune(conn: &Connection, before: Timestamp, consumers: &[&str]) -> Result<u64> {
     if consumers.is_empty() {
         return Ok(0);

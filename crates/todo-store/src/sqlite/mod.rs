@@ -28,8 +28,8 @@ use todo_domain::{AuditEntry, CloudEvent, Reminder, ReminderPlan, Task, TaskQuer
 use uuid::Uuid;
 
 use crate::{
-    AuditQuery, DeadLetter, PageQuery, Result, Store, StoreError, StoredDeadLetter, StoredEvent,
-    TailRead, WebhookDelivery, WebhookOutcome,
+    AuditQuery, DeadLetter, EventLog, PageQuery, Result, Store, StoreError, StoredDeadLetter,
+    StoredEvent, TailRead, WebhookDelivery, WebhookOutcome,
 };
 use checkpoint::Checkpointer;
 use conn::{Options, Readers};
@@ -40,7 +40,7 @@ use writer::Writer;
 /// Read-only connections beside the writer.
 const READERS: usize = 4;
 
-/// SQLite-backed [`Store`].
+/// SQLite-backed [`Store`] and [`EventLog`].
 #[derive(Debug)]
 pub struct SqliteStore {
     writer: Writer,
@@ -139,10 +139,6 @@ impl Store for SqliteStore {
         self.writer.write(|_| Ok(())).await
     }
 
-    fn appended(&self) -> tokio::sync::watch::Receiver<u64> {
-        self.appended.subscribe()
-    }
-
     async fn migrate(&self) -> Result<()> {
         // Migrations run when the store is opened; this confirms the file is current.
         let version = self.readers.read_now(migrate::version).await?;
@@ -231,64 +227,6 @@ impl Store for SqliteStore {
                 }
                 Ok(claimed)
             })
-            .await
-    }
-
-    async fn read_events(
-        &self,
-        after: i64,
-        topics: &[Topic],
-        limit: i64,
-    ) -> Result<Vec<StoredEvent>> {
-        let topics = topics.to_vec();
-        self.readers
-            .read_now(move |c| events::read(c, after, &topics, limit))
-            .await
-    }
-
-    fn recent_events(&self, after: i64, topics: &[Topic], limit: usize) -> Option<TailRead> {
-        self.tail.read(after, topics, limit)
-    }
-
-    async fn last_event_seq(&self) -> Result<i64> {
-        self.readers
-            .read_now(|c| {
-                let seq: Option<i64> = c
-                    .prepare_cached("SELECT MAX(seq) FROM events")?
-                    .query_row([], |r| r.get(0))?;
-                Ok(seq.unwrap_or(0))
-            })
-            .await
-    }
-
-    async fn count_events_after(&self, after: i64, topics: &[Topic]) -> Result<i64> {
-        let topics = topics.to_vec();
-        self.readers
-            .read(move |c| events::count_after(c, after, &topics))
-            .await
-    }
-
-    async fn prune_events(&self, before: Timestamp, consumers: &[&str]) -> Result<u64> {
-        let consumers: Vec<String> = consumers.iter().map(|&c| c.to_owned()).collect();
-        self.writer
-            .write(move |ctx| {
-                let names: Vec<&str> = consumers.iter().map(String::as_str).collect();
-                events::prune(ctx.conn, before, &names)
-            })
-            .await
-    }
-
-    async fn consumer_position(&self, consumer: &str) -> Result<i64> {
-        let consumer = consumer.to_owned();
-        self.readers
-            .read_now(move |c| events::position(c, &consumer))
-            .await
-    }
-
-    async fn commit_position(&self, consumer: &str, position: i64) -> Result<()> {
-        let consumer = consumer.to_owned();
-        self.writer
-            .write(move |ctx| events::commit_position(ctx.conn, &consumer, position))
             .await
     }
 
@@ -427,6 +365,78 @@ impl Store for SqliteStore {
         let outcome = outcome.clone();
         self.writer
             .write(move |ctx| reminders::finish_webhook(ctx.conn, id, &outcome, now))
+            .await
+    }
+}
+
+#[async_trait]
+impl EventLog for SqliteStore {
+    fn appended(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.appended.subscribe()
+    }
+
+    async fn read_events(
+        &self,
+        after: i64,
+        topics: &[Topic],
+        limit: i64,
+    ) -> Result<Vec<StoredEvent>> {
+        let topics = topics.to_vec();
+        self.readers
+            .read_now(move |c| events::read(c, after, &topics, limit))
+            .await
+    }
+
+    fn recent_events(&self, after: i64, topics: &[Topic], limit: usize) -> Option<TailRead> {
+        self.tail.read(after, topics, limit)
+    }
+
+    async fn last_event_seq(&self) -> Result<i64> {
+        self.readers
+            .read_now(|c| {
+                let seq: Option<i64> = c
+                    .prepare_cached("SELECT MAX(seq) FROM events")?
+                    .query_row([], |r| r.get(0))?;
+                Ok(seq.unwrap_or(0))
+            })
+            .await
+    }
+
+    async fn count_events_after(&self, after: i64, topics: &[Topic]) -> Result<i64> {
+        let topics = topics.to_vec();
+        self.readers
+            .read(move |c| events::count_after(c, after, &topics))
+            .await
+    }
+
+    async fn oldest_event_after(&self, after: i64, topics: &[Topic]) -> Result<Option<Timestamp>> {
+        let topics = topics.to_vec();
+        self.readers
+            .read_now(move |c| events::oldest_after(c, after, &topics))
+            .await
+    }
+
+    async fn prune_events(&self, before: Timestamp, consumers: &[&str]) -> Result<u64> {
+        let consumers: Vec<String> = consumers.iter().map(|&c| c.to_owned()).collect();
+        self.writer
+            .write(move |ctx| {
+                let names: Vec<&str> = consumers.iter().map(String::as_str).collect();
+                events::prune(ctx.conn, before, &names)
+            })
+            .await
+    }
+
+    async fn consumer_position(&self, consumer: &str) -> Result<i64> {
+        let consumer = consumer.to_owned();
+        self.readers
+            .read_now(move |c| events::position(c, &consumer))
+            .await
+    }
+
+    async fn commit_position(&self, consumer: &str, position: i64) -> Result<()> {
+        let consumer = consumer.to_owned();
+        self.writer
+            .write(move |ctx| events::commit_position(ctx.conn, &consumer, position))
             .await
     }
 }
