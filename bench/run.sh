@@ -37,6 +37,7 @@ WS_CLIENTS=${BENCH_WS_CLIENTS:-10000}   # idle WebSocket clients held at once (n
 LIST_QUERY=${BENCH_LIST_QUERY:-status=pending&priority=high&limit=50}
 PERF_PHASE=${BENCH_PERF:-}              # healthz|create|get|list|mix: perf-profile that phase
 SKIP_BUILD=${BENCH_SKIP_BUILD:-0}       # 1: use the binaries already in CARGO_TARGET_DIR
+SPLIT=${BENCH_SPLIT:-1}                 # 0: skip the split deployment (bench/split.sh) afterwards
 
 for n in "$DURATION" "$CONNECTIONS" "$THREADS" "$SEED_COUNT" "$STARTS" "$CREATES" "$RECURRING" "$REMINDERS"; do
   [[ $n =~ ^[1-9][0-9]*$ ]] || { echo "not a positive integer: $n" >&2; exit 2; }
@@ -404,3 +405,8 @@ limit_row() { # LABEL VALUE UNIT LIMIT DETAIL
   echo "Also: API create response p50 $(kv api_resp_p50_ms "$EV") ms / p99 $(kv api_resp_p99_ms "$EV") ms (sequential); seed $(kv seed_requests_per_sec "$WORK/seed.txt") req/s; SIGTERM → exit $STOP_MS ms (status $STOP_STATUS); data dir $DB_SIZE; $LOG_LINES log lines."
   echo "$PASSES PASS, $MISSES MISS"
 }
+
+if [[ $SPLIT != 0 ]]; then
+  log "the split deployment: bench/split.sh (PostgreSQL, Kafka, five processes; pgbench ceilings)"
+  BENCH_SKIP_BUILD=1 "$ROOT/bench/split.sh"
+fi

@@ -49,6 +49,11 @@ struct Cli {
     #[arg(long)]
     addr: SocketAddr,
 
+    /// Where the WebSocket is served, when another process serves it (the split
+    /// deployment's `sync`); `--addr` by default.
+    #[arg(long)]
+    ws_addr: Option<SocketAddr>,
+
     /// The server's HS256 secret, used to sign tokens.
     #[arg(long, env = "TODO_JWT_SECRET", hide_env_values = true)]
     secret: String,
@@ -566,6 +571,10 @@ async fn main() -> anyhow::Result<()> {
     if !cli.addr.ip().is_loopback() {
         bail!("--addr must be a loopback address; got {}", cli.addr);
     }
+    let ws_addr = cli.ws_addr.unwrap_or(cli.addr);
+    if !ws_addr.ip().is_loopback() {
+        bail!("--ws-addr must be a loopback address; got {ws_addr}");
+    }
     match cli.command {
         Command::Seed {
             user,
@@ -588,7 +597,7 @@ async fn main() -> anyhow::Result<()> {
         } => {
             let api = Api::new(cli.addr, &cli.secret, &user)?;
             let timeout = Duration::from_secs(event_timeout_secs);
-            let mut rx = api.watch(cli.addr).await?;
+            let mut rx = api.watch(ws_addr).await?;
             // Warm-up: one event end to end, after any backlog the consumers still hold.
             let warm = Instant::now();
             let id = api.create(&json!({"title": "Warm-up"})).await?;
@@ -618,7 +627,7 @@ async fn main() -> anyhow::Result<()> {
             eprintln!("opening {clients} idle WebSockets for {user}");
             ws_idle(
                 &api,
-                cli.addr,
+                ws_addr,
                 clients,
                 server_pid,
                 Duration::from_secs(timeout_secs),

@@ -1,0 +1,199 @@
+#!/usr/bin/env bash
+# Load benchmark of the split deployment (scripts/split-deployment.sh: five single-service
+# processes on PostgreSQL, Kafka on noida-db, nginx in front), beside the ceilings it is
+# judged by, measured in the same run: pgbench with the same two-row insert transaction as
+# a create, and with a select by primary key, at the same concurrency. Not a test: it
+# prints numbers and marks each against its target, and exits 0 even when targets are
+# missed. bench/run.sh runs it after the embedded benchmark (BENCH_SPLIT=0 skips it).
+#
+# What it does, all against 127.0.0.1 only:
+#   1. cargo build --release (the binary and examples/bench_latency) unless BENCH_SKIP_BUILD=1
+#   2. scripts/split-deployment.sh up (TODO_BUS=kafka, noida-db), on a fresh database
+#   3. pgbench ceilings in a schema of their own: insert transaction, select by id
+#   4. wrk straight at the api process: create, then get-by-id over BENCH_SEED seeded tasks;
+#      the relay's throughput during the creates, and whether any consumer lag is left 2 s
+#      after the load stops
+#   5. examples/bench_latency events: API -> WebSocket (api process -> Kafka -> sync process)
+#      and completion -> next occurrence (api -> Kafka -> recurring -> outbox -> Kafka -> sync)
+#   6. a backlog: the broker stopped, BENCH_BACKLOG tasks created (they wait in the outbox),
+#      the broker started again, and the time until the outbox and every consumer drained it
+#   7. down, and a Markdown table of the results
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/todo-target}
+DURATION=${BENCH_DURATION:-10}
+CONNECTIONS=${BENCH_CONNECTIONS:-32}
+THREADS=${BENCH_THREADS:-2}
+SEED_COUNT=${BENCH_SEED:-10000}
+CREATES=${BENCH_CREATES:-500}
+RECURRING=${BENCH_RECURRING:-200}
+BACKLOG=${BENCH_BACKLOG:-100000}
+SKIP_BUILD=${BENCH_SKIP_BUILD:-0}
+for n in "$DURATION" "$CONNECTIONS" "$THREADS" "$SEED_COUNT" "$CREATES" "$RECURRING" "$BACKLOG"; do
+  [[ $n =~ ^[1-9][0-9]*$ ]] || { echo "not a positive integer: $n" >&2; exit 2; }
+done
+
+run() { printf '+ %s\n' "$*" >&2; "$@"; }
+log() { printf '\n== %s\n' "$*" >&2; }
+now_ns() { date +%s%N; }
+calc() { local expr=$1; shift; awk -v "${@/#/}" "BEGIN { printf \"%.1f\", $expr }" 2>/dev/null || echo "?"; }
+kv() { sed -n "s/^$1=//p" "$2" | tail -n 1; }
+field() { sed -n "s/.*[ ]$1=\([^ ]*\).*/\1/p" <<<" $2"; }
+metric_sum() { # metric_sum URL NAME: the sum of every sample of NAME at URL
+  curl -fsS "$1/metrics" | awk -v name="$2" '$1 == name || index($1, name "{") == 1 { s += $NF } END { printf "%d", s }'
+}
+
+if [[ $SKIP_BUILD != 1 ]]; then
+  log "build (release)"
+  run cargo build --release --locked --bin todo --example bench_latency
+fi
+BIN="$CARGO_TARGET_DIR/release/todo"
+LATENCY="$CARGO_TARGET_DIR/release/examples/bench_latency"
+for tool in wrk pgbench curl; do
+  command -v "$tool" >/dev/null || {
+    echo "$tool is needed (apt-get install -y wrk postgresql-client curl)" >&2
+    exit 1
+  }
+done
+
+WORK=$(mktemp -d)
+DIR="$WORK/deployment"
+cleanup() {
+  "$ROOT/scripts/split-deployment.sh" down "$DIR" >/dev/null 2>&1 || true
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+log "the split deployment (TODO_BUS=kafka on noida-db)"
+run env TODO_BIN="$BIN" TODO_BUS=kafka TODO_SPLIT_BROKER=noida RUST_LOG=warn \
+  "$ROOT/scripts/split-deployment.sh" up "$DIR" >&2
+# shellcheck source=/dev/null
+source "$DIR/env"
+# shellcheck source=/dev/null
+source "$DIR/state"
+: "${PORT_api:?} ${PORT_sync:?}" # from DIR/state
+API="127.0.0.1:$PORT_api"
+SYNC="127.0.0.1:$PORT_sync"
+export TODO_JWT_SECRET
+token() { "$BIN" token --user "$1" 2>/dev/null; }
+
+# --- pgbench ceilings -------------------------------------------------------------------
+log "pgbench ceilings ($CONNECTIONS clients, $THREADS threads, ${DURATION}s each)"
+PG="$DATABASE_URL"
+run psql -q "$PG" -v ON_ERROR_STOP=1 <<'SQL' >&2
+CREATE SCHEMA ceiling;
+CREATE TABLE ceiling.tasks (LIKE public.tasks INCLUDING ALL);
+CREATE TABLE ceiling.events (LIKE public.events INCLUDING ALL);
+INSERT INTO ceiling.tasks (id, user_id, title, title_key, description, search_text, completed,
+    priority, tags, version, created_at, updated_at)
+  SELECT md5(g::text)::uuid, 'pgbench', 'Task ' || g, 'task ' || g, NULL, 'task ' || g, false,
+    1, '{}', 1, now(), now()
+  FROM generate_series(1, 10000) AS g;
+ANALYZE ceiling.tasks;
+SQL
+# A create: the task row and its outbox row in one transaction, positioned as the store
+# positions them; the payload is about the size of a task.created event.
+PAYLOAD=$(printf '{"specversion":"1.0","id":"%s","source":"todo/api","type":"task.created","subject":"%s","time":"2026-12-01T00:00:00Z","datacontenttype":"application/json","data":{"user_id":"pgbench","task":{"title":"Task","description":null,"completed":false,"priority":"medium","tags":[],"due_at":null,"remind_before_minutes":null,"recurrence":null,"version":1}}}' \
+  00000000-0000-0000-0000-000000000000 00000000-0000-0000-0000-000000000000)
+cat >"$WORK/insert.sql" <<SQL
+\set n random(1, 2000000000)
+BEGIN;
+INSERT INTO tasks (id, user_id, title, title_key, description, search_text, completed, priority, tags, version, created_at, updated_at) VALUES (gen_random_uuid(), 'pgbench', 'Task ' || :n, 'task ' || :n, NULL, 'task ' || :n, false, 1, '{}', 1, now(), now());
+INSERT INTO events (pos, id, topic, key, payload, created_at) VALUES (pg_current_xact_id()::text::bigint * 1048576, gen_random_uuid(), 'task-events', 'pgbench', '$PAYLOAD', now());
+END;
+SQL
+cat >"$WORK/select.sql" <<'SQL'
+\set k random(1, 10000)
+SELECT * FROM tasks WHERE id = md5(:k::text)::uuid AND user_id = 'pgbench';
+SQL
+pgbench_tps() { # pgbench_tps SCRIPT: transactions per second, in schema ceiling
+  PGOPTIONS="-c search_path=ceiling" pgbench -n -M prepared -c "$CONNECTIONS" -j "$THREADS" \
+    -T "$DURATION" -f "$1" "$PG" 2>&1 | tee -a "$WORK/pgbench.log" | sed -n 's/^tps = \([0-9.]*\).*/\1/p'
+}
+echo "+ pgbench -n -M prepared -c $CONNECTIONS -j $THREADS -T $DURATION -f insert.sql" >&2
+PG_INSERT=$(pgbench_tps "$WORK/insert.sql")
+echo "+ pgbench -n -M prepared -c $CONNECTIONS -j $THREADS -T $DURATION -f select.sql" >&2
+PG_SELECT=$(pgbench_tps "$WORK/select.sql")
+echo "pgbench: insert transaction $PG_INSERT tps, select by id $PG_SELECT tps" >&2
+run psql -q "$PG" -c "DROP SCHEMA ceiling CASCADE" >&2
+
+# --- wrk against the api process ---------------------------------------------------------
+wrk_run() { # wrk_run MODE USER TOKEN IDS: prints the BENCH_RESULT line
+  BENCH_MODE=$1 BENCH_USER=$2 BENCH_TOKEN=$3 BENCH_IDS=$4 \
+    wrk -t"$THREADS" -c"$CONNECTIONS" -d"${DURATION}s" --timeout 5s --latency \
+    -s "$ROOT/bench/wrk.lua" "http://$API/api/$2/tasks" >"$WORK/wrk-$1.txt"
+  cat "$WORK/wrk-$1.txt" >&2
+  grep '^BENCH_RESULT' "$WORK/wrk-$1.txt"
+}
+log "seed $SEED_COUNT tasks for the get workload"
+run "$LATENCY" --addr "$API" seed --user bench --count "$SEED_COUNT" --ids-out "$WORK/ids.txt" >"$WORK/seed.txt"
+
+log "wrk: create (api process)"
+RELAYED0=$(metric_sum "http://$API" todo_events_relayed_total)
+T0=$(now_ns)
+CREATE=$(wrk_run create bench-create "$(token bench-create)" "$WORK/ids.txt")
+T1=$(now_ns)
+RELAYED1=$(metric_sum "http://$API" todo_events_relayed_total)
+# The relay's throughput while the creates ran: events published per second (each event
+# goes to its topic and to task-updates, counted once here).
+RELAY_RATE=$(calc '(b - a) / 2 / ((t1 - t0) / 1e9)' a="$RELAYED0" b="$RELAYED1" t0="$T0" t1="$T1")
+# Lag 2 s after the load stopped: the outbox (relay backlog) and every consumer group.
+sleep 2
+left() {
+  local total=0 name
+  total=$((total + $(metric_sum "http://$API" todo_outbox_backlog_events)))
+  for name in recurring notification audit; do
+    local port_var="PORT_$name"
+    total=$((total + $(metric_sum "http://127.0.0.1:${!port_var}" todo_consumer_lag_events)))
+  done
+  echo "$total"
+}
+# The lag gauges are refreshed every 5 s: read them once that has surely happened.
+sleep 5
+LAG_AFTER=$(left)
+
+log "wrk: get by id (api process)"
+GET=$(wrk_run get bench "$(token bench)" "$WORK/ids.txt")
+
+# --- event latencies through Kafka --------------------------------------------------------
+log "event latencies through Kafka: API -> WebSocket ($CREATES), completion -> next occurrence ($RECURRING)"
+run "$LATENCY" --addr "$API" --ws-addr "$SYNC" events --user bench-events --creates "$CREATES" \
+  --recurring "$RECURRING" --reminders 1 >"$WORK/events.txt"
+cat "$WORK/events.txt" >&2
+
+# --- a backlog of BACKLOG events ------------------------------------------------------------
+log "backlog: broker stopped, $BACKLOG tasks created, broker started; time to drain"
+run "$ROOT/scripts/split-deployment.sh" kill "$DIR" broker >&2
+run "$LATENCY" --addr "$API" seed --user bench-backlog --count "$BACKLOG" --complete-every 0 \
+  --ids-out "$WORK/backlog-ids.txt" >"$WORK/backlog.txt"
+BACKLOG_BEFORE=$(metric_sum "http://$API" todo_outbox_backlog_events)
+T0=$(now_ns)
+run "$ROOT/scripts/split-deployment.sh" start "$DIR" broker >&2
+# Drained when the audit log holds every created task's event: read its count in SQL.
+target=$(psql -tA "$PG" -c "SELECT count(*) FROM events")
+deadline=$(($(date +%s) + 600))
+while :; do
+  audited=$(psql -tA "$PG" -c "SELECT count(*) FROM audit_log")
+  relay_left=$(metric_sum "http://$API" todo_outbox_backlog_events)
+  [[ $audited -ge $target ]] && break
+  [[ $(date +%s) -lt $deadline ]] || { echo "not drained within 600 s: audited $audited of $target (relay backlog $relay_left)" >&2; break; }
+  sleep 0.2
+done
+T1=$(now_ns)
+DRAIN_S=$(calc '(t1 - t0) / 1e9' t0="$T0" t1="$T1")
+
+# --- results ----------------------------------------------------------------------------------
+C_RPS=$(field rps "$CREATE") G_RPS=$(field rps "$GET")
+echo
+echo "| split deployment (Kafka on noida-db; $(nproc) cores, everything on one machine) | result | target |"
+echo "| --- | --- | --- |"
+echo "| pgbench insert transaction (task + outbox row), $CONNECTIONS clients | $PG_INSERT tps | ceiling |"
+echo "| pgbench select by id, $CONNECTIONS clients | $PG_SELECT tps | ceiling |"
+echo "| create through the api process | $C_RPS req/s ($(calc '100 * c / p' c="$C_RPS" p="$PG_INSERT") % of pgbench), p50 $(field p50_ms "$CREATE") ms, p99 $(field p99_ms "$CREATE") ms | ≥ 50 % of pgbench and ≥ 1,200 |"
+echo "| get by id through the api process | $G_RPS req/s ($(calc '100 * g / p' g="$G_RPS" p="$PG_SELECT") % of pgbench), p50 $(field p50_ms "$GET") ms, p99 $(field p99_ms "$GET") ms | ≥ 50 % of pgbench and ≥ 16,900 |"
+echo "| relay throughput during the creates | $RELAY_RATE events/s | — |"
+echo "| consumer lag + outbox backlog, 7 s after the creates stopped | $LAG_AFTER events | 0 (2 s after) |"
+echo "| API -> WebSocket through Kafka | p50 $(kv api_ws_p50_ms "$WORK/events.txt") ms, p99 $(kv api_ws_p99_ms "$WORK/events.txt") ms | p99 ≤ 100 ms |"
+echo "| completion -> next occurrence through Kafka | p50 $(kv next_occ_p50_ms "$WORK/events.txt") ms, p99 $(kv next_occ_p99_ms "$WORK/events.txt") ms | ≤ 10 s |"
+echo "| drain a backlog of $BACKLOG_BEFORE events (outbox -> broker -> audit) | $DRAIN_S s | — |"
