@@ -1,7 +1,9 @@
 //! Broker topic names: what the logical topics are called on a broker (Kafka, or the
 //! broker behind Dapr's pub/sub component), from the `TODO_TOPIC_*` settings.
 
-use todo_domain::Topic;
+use todo_domain::{CloudEvent, Topic};
+
+use crate::{BusError, Result};
 
 /// Broker topic names for the logical topics, and for dead letters.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,5 +47,46 @@ impl TopicNames {
             &self.task_updates,
             &self.dead_letters,
         ]
+    }
+}
+
+/// One event as a publisher sends it: its JSON, and the two topics it goes to.
+pub(crate) struct Outgoing<'a> {
+    /// The CloudEvent in structured JSON.
+    pub(crate) payload: String,
+    /// Its own topic, then the fan-out topic `sync` reads.
+    pub(crate) topics: [&'a str; 2],
+}
+
+impl TopicNames {
+    /// Where `event` is published, and as what. An event of a type this build does not
+    /// know still travels, on the task topic, where its consumers keep it as a dead letter.
+    pub(crate) fn outgoing(&self, event: &CloudEvent) -> Result<Outgoing<'_>> {
+        let payload = serde_json::to_string(event)
+            .map_err(|e| BusError::Failed(format!("event {} is not JSON: {e}", event.id)))?;
+        let own = self.name(event.topic().unwrap_or(Topic::TaskEvents));
+        Ok(Outgoing {
+            payload,
+            topics: [own, self.task_updates.as_str()],
+        })
+    }
+}
+
+/// Messages published per topic, in the order topics were first seen.
+#[derive(Debug, Default)]
+pub(crate) struct Counts(Vec<(String, u64)>);
+
+impl Counts {
+    /// Counts one message on `topic`.
+    pub(crate) fn add(&mut self, topic: &str) {
+        match self.0.iter_mut().find(|(t, _)| t == topic) {
+            Some((_, n)) => *n += 1,
+            None => self.0.push((topic.to_owned(), 1)),
+        }
+    }
+
+    /// The counts.
+    pub(crate) fn into_vec(self) -> Vec<(String, u64)> {
+        self.0
     }
 }

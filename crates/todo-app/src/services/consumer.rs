@@ -366,24 +366,25 @@ pub fn event_span(consumer: &'static str, event: &todo_domain::CloudEvent) -> tr
     )
 }
 
-fn backoff(attempt: u32) -> Duration {
+/// The pause before retry number `attempt`: 200 ms, doubling, at most 5 s.
+pub(crate) fn backoff(attempt: u32) -> Duration {
     Duration::from_millis(100u64.saturating_mul(1 << attempt.min(6))).min(Duration::from_secs(5))
 }
 
-async fn subscribe(
+/// Joins `group` on `bus`, retrying with backoff until it works or shutdown.
+pub(crate) async fn subscribe(
     bus: &Arc<dyn EventBus>,
-    handler: &dyn Handler,
+    group: &'static str,
+    topics: &[Topic],
+    membership: Membership,
     shutdown: &mut ShutdownSignal,
 ) -> Option<Box<dyn Subscription>> {
     let mut attempt = 0;
     loop {
-        match bus
-            .subscribe(handler.name(), handler.topics(), handler.membership())
-            .await
-        {
+        match bus.subscribe(group, topics, membership).await {
             Ok(sub) => return Some(sub),
             Err(e) => {
-                tracing::warn!(consumer = handler.name(), error = %e, "subscribe failed; retrying");
+                tracing::warn!(consumer = group, error = %e, "subscribe failed; retrying");
                 attempt += 1;
                 tokio::select! {
                     () = shutdown.wait() => return None,
@@ -407,7 +408,15 @@ pub async fn run(
     mut shutdown: ShutdownSignal,
 ) {
     let name = handler.name();
-    let Some(mut sub) = subscribe(&bus, handler.as_ref(), &mut shutdown).await else {
+    let Some(mut sub) = subscribe(
+        &bus,
+        name,
+        handler.topics(),
+        handler.membership(),
+        &mut shutdown,
+    )
+    .await
+    else {
         return;
     };
     running.store(true, Ordering::Release);

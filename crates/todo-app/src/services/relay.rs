@@ -7,11 +7,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use todo_bus::{EventBus, Membership, Publisher, Subscription};
+use todo_bus::{EventBus, Membership, Publisher};
 use todo_domain::Topic;
 use todo_store::Store;
 use todo_telemetry::Metrics;
 
+use crate::services::consumer::{backoff, subscribe};
 use crate::shutdown::ShutdownSignal;
 
 /// The relay's position in the outbox, kept like a consumer's.
@@ -22,30 +23,6 @@ pub const TOPICS: &[Topic] = &[Topic::TaskEvents, Topic::Reminders];
 
 /// Largest batch published at once.
 const BATCH: usize = 1024;
-
-fn backoff(attempt: u32) -> Duration {
-    Duration::from_millis(100u64.saturating_mul(1 << attempt.min(6))).min(Duration::from_secs(5))
-}
-
-async fn subscribe(
-    outbox: &Arc<dyn EventBus>,
-    shutdown: &mut ShutdownSignal,
-) -> Option<Box<dyn Subscription>> {
-    let mut attempt = 0;
-    loop {
-        match outbox.subscribe(NAME, TOPICS, Membership::Shared).await {
-            Ok(sub) => return Some(sub),
-            Err(e) => {
-                attempt += 1;
-                tracing::warn!(error = %e, "reading the outbox failed; retrying");
-                tokio::select! {
-                    () = shutdown.wait() => return None,
-                    () = tokio::time::sleep(backoff(attempt)) => {}
-                }
-            }
-        }
-    }
-}
 
 /// The time of the oldest event the relay holds and has not yet had acknowledged: the
 /// outbox's oldest unrelayed event whenever there is a backlog, since the relay reads the
@@ -115,7 +92,8 @@ async fn relay(
     in_flight: &InFlight,
     mut shutdown: ShutdownSignal,
 ) {
-    let Some(mut sub) = subscribe(outbox, &mut shutdown).await else {
+    let Some(mut sub) = subscribe(outbox, NAME, TOPICS, Membership::Shared, &mut shutdown).await
+    else {
         return;
     };
     tracing::info!("outbox relay started");

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use todo_domain::{CloudEvent, Topic};
+use todo_domain::CloudEvent;
 
 use super::DaprBus;
 use crate::{BusError, Publisher, Result};
@@ -60,29 +60,21 @@ impl DaprBus {
 impl Publisher for DaprBus {
     async fn publish(&self, events: &[Arc<CloudEvent>]) -> Result<Vec<(String, u64)>> {
         let names = &self.config.topics;
-        let mut counts: Vec<(String, u64)> = Vec::new();
-        let mut count = |topic: &str| match counts.iter_mut().find(|(t, _)| t == topic) {
-            Some((_, n)) => *n += 1,
-            None => counts.push((topic.to_owned(), 1)),
-        };
+        let mut counts = crate::topics::Counts::default();
         for event in events {
-            let payload = serde_json::to_string(&**event)
-                .map_err(|e| BusError::Failed(format!("event {} is not JSON: {e}", event.id)))?;
-            // An event of a type this build does not know still travels, on the task
-            // topic, where its consumers keep it as a dead letter.
-            let topic = names.name(event.topic().unwrap_or(Topic::TaskEvents));
-            let fan_out = names.task_updates.as_str();
+            let out = names.outgoing(event)?;
+            let [topic, fan_out] = out.topics;
             // Its two topics at once; events one after the other, so each topic keeps
             // their order.
             let (own, all) = tokio::join!(
-                self.publish_one(topic, event, &payload),
-                self.publish_one(fan_out, event, &payload),
+                self.publish_one(topic, event, &out.payload),
+                self.publish_one(fan_out, event, &out.payload),
             );
             own?;
             all?;
-            count(topic);
-            count(fan_out);
+            counts.add(topic);
+            counts.add(fan_out);
         }
-        Ok(counts)
+        Ok(counts.into_vec())
     }
 }

@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{DeliveryFuture, FutureRecord};
-use todo_domain::{CloudEvent, Topic};
+use todo_domain::CloudEvent;
 
 use super::producer::{EventProducer, ProducerSlot};
 use super::{KafkaBus, unavailable};
@@ -100,31 +100,23 @@ async fn publish_with(
     events: &[Arc<CloudEvent>],
 ) -> Result<Vec<(String, u64)>> {
     let mut pending = Vec::with_capacity(events.len() * 2);
-    let mut counts: Vec<(String, u64)> = Vec::new();
-    let mut count = |topic: &str| match counts.iter_mut().find(|(t, _)| t == topic) {
-        Some((_, n)) => *n += 1,
-        None => counts.push((topic.to_owned(), 1)),
-    };
+    let mut counts = crate::topics::Counts::default();
     for event in events {
-        let payload = serde_json::to_string(&**event)
-            .map_err(|e| BusError::Failed(format!("event {} is not JSON: {e}", event.id)))?;
-        // An event of a type this build does not know still travels, on the task
-        // topic, where its consumers keep it as a dead letter.
-        let topic = names.name(event.topic().unwrap_or(Topic::TaskEvents));
+        let out = names.outgoing(event)?;
         let key = event.user_id().unwrap_or_default();
-        for topic in [topic, names.task_updates.as_str()] {
+        for topic in out.topics {
             let record = FutureRecord::to(topic)
                 .key(key)
-                .payload(payload.as_str())
+                .payload(out.payload.as_str())
                 .headers(event_headers(event));
             pending.push(enqueue(producer, record).await?);
-            count(topic);
+            counts.add(topic);
         }
     }
     for delivery in pending {
         delivered(delivery).await?;
     }
-    Ok(counts)
+    Ok(counts.into_vec())
 }
 
 /// Sends `letter` to the dead-letter topic, with where it came from and why in headers.
