@@ -1,9 +1,7 @@
 //! Broker topic names: what the logical topics are called on a broker (Kafka, or the
 //! broker behind Dapr's pub/sub component), from the `TODO_TOPIC_*` settings.
 
-use todo_domain::{CloudEvent, Topic};
-
-use crate::{BusError, Result};
+use todo_domain::Topic;
 
 /// Broker topic names for the logical topics, and for dead letters.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,6 +49,7 @@ impl TopicNames {
 }
 
 /// One event as a publisher sends it: its JSON, and the two topics it goes to.
+#[cfg(any(feature = "kafka", feature = "dapr"))]
 pub(crate) struct Outgoing<'a> {
     /// The CloudEvent in structured JSON.
     pub(crate) payload: String,
@@ -58,12 +57,13 @@ pub(crate) struct Outgoing<'a> {
     pub(crate) topics: [&'a str; 2],
 }
 
+#[cfg(any(feature = "kafka", feature = "dapr"))]
 impl TopicNames {
     /// Where `event` is published, and as what. An event of a type this build does not
     /// know still travels, on the task topic, where its consumers keep it as a dead letter.
-    pub(crate) fn outgoing(&self, event: &CloudEvent) -> Result<Outgoing<'_>> {
+    pub(crate) fn outgoing(&self, event: &todo_domain::CloudEvent) -> crate::Result<Outgoing<'_>> {
         let payload = serde_json::to_string(event)
-            .map_err(|e| BusError::Failed(format!("event {} is not JSON: {e}", event.id)))?;
+            .map_err(|e| crate::BusError::Failed(format!("event {} is not JSON: {e}", event.id)))?;
         let own = self.name(event.topic().unwrap_or(Topic::TaskEvents));
         Ok(Outgoing {
             payload,
@@ -73,9 +73,11 @@ impl TopicNames {
 }
 
 /// Messages published per topic, in the order topics were first seen.
+#[cfg(any(feature = "kafka", feature = "dapr"))]
 #[derive(Debug, Default)]
 pub(crate) struct Counts(Vec<(String, u64)>);
 
+#[cfg(any(feature = "kafka", feature = "dapr"))]
 impl Counts {
     /// Counts one message on `topic`.
     pub(crate) fn add(&mut self, topic: &str) {
