@@ -17,9 +17,15 @@ mod dapr_double;
 use std::collections::HashSet;
 use std::time::Duration;
 
-use common::{Options, TestApp, eventually, next_event};
+use common::{Options, TestApp, audited_once, eventually, next_event};
 use dapr_double::{DaprDouble, Subscription};
-use serde_json::{Value, json};
+
+/// How long a process may take to be ready.
+const READY_WAIT: Duration = Duration::from_secs(15);
+
+/// How long the audit log may take to catch up.
+const AUDIT_WAIT: Duration = Duration::from_secs(30);
+use serde_json::Value;
 
 /// A PostgreSQL schema and a sidecar double, shared by the processes of one test.
 struct Env {
@@ -47,7 +53,7 @@ impl Env {
     async fn spawn_with(&self, options: Options) -> (TestApp, Vec<Subscription>) {
         let app = TestApp::spawn_with(options).await;
         let subscriptions = self.dapr.attach(&app.base).await;
-        wait_ready(&app).await;
+        app.wait_ready_within(READY_WAIT).await;
         (app, subscriptions)
     }
 
@@ -65,48 +71,6 @@ async fn readyz(app: &TestApp) -> (u16, Value) {
         .unwrap();
     let status = r.status().as_u16();
     (status, r.json().await.unwrap())
-}
-
-async fn wait_ready(app: &TestApp) {
-    let ready = eventually(Duration::from_secs(15), || async {
-        (readyz(app).await.0 == 200).then_some(())
-    })
-    .await;
-    assert!(
-        ready.is_some(),
-        "not ready within 15 s; logs:\n{}",
-        app.logs().join("\n")
-    );
-}
-
-async fn create(app: &TestApp, user: &str, title: &str) -> String {
-    app.create_task(user, json!({"title": title})).await["id"]
-        .as_str()
-        .expect("id")
-        .to_owned()
-}
-
-/// Waits until the audit log holds a `task.created` for exactly the tasks `created`, and
-/// checks no event was recorded twice.
-async fn audited_once(app: &TestApp, user: &str, created: &HashSet<String>) -> Vec<Value> {
-    let items = eventually(Duration::from_secs(30), || async {
-        let items = app.all_pages(user, "/audit?limit=200").await;
-        let got: HashSet<String> = items
-            .iter()
-            .filter(|i| i["event_type"] == "task.created")
-            .filter_map(|i| i["data"]["task"]["id"].as_str().map(str::to_owned))
-            .collect();
-        (&got == created).then_some(items)
-    })
-    .await
-    .unwrap_or_else(|| panic!("the audit log did not come to hold {created:?}"));
-    let ids: Vec<&str> = items
-        .iter()
-        .filter_map(|i| i["event_id"].as_str())
-        .collect();
-    let unique: HashSet<&&str> = ids.iter().collect();
-    assert_eq!(unique.len(), ids.len(), "an event was audited twice");
-    items
 }
 
 #[tokio::test]
@@ -131,7 +95,7 @@ async fn events_travel_through_the_sidecar_to_every_consumer_in_one_process() {
     );
 
     let mut ws = app.connect_ws("alice").await;
-    let id = create(&app, "alice", "Water plants").await;
+    let id = app.create_titled("alice", "Water plants").await;
 
     // Published to its topic and to the fan-out topic, as a structured CloudEvent keyed
     // by its user, with the request's trace context.
@@ -177,7 +141,7 @@ async fn events_travel_through_the_sidecar_to_every_consumer_in_one_process() {
         event.get("topic").is_none(),
         "the sidecar's attributes are not passed to clients: {event}"
     );
-    audited_once(&app, "alice", &[id.clone()].into()).await;
+    audited_once(&app, &[], "alice", &[id.clone()].into(), AUDIT_WAIT).await;
     let answered = eventually(Duration::from_secs(5), || async {
         let d: Vec<_> = env
             .dapr
@@ -207,8 +171,8 @@ async fn events_travel_through_the_sidecar_to_every_consumer_in_one_process() {
 async fn a_message_that_is_no_cloud_event_is_dropped_and_kept_as_a_dead_letter() {
     let env = Env::new().await;
     let (app, _) = env.spawn("all").await;
-    let first = create(&app, "alice", "first").await;
-    audited_once(&app, "alice", &[first.clone()].into()).await;
+    let first = app.create_titled("alice", "first").await;
+    audited_once(&app, &[], "alice", &[first.clone()].into(), AUDIT_WAIT).await;
 
     env.dapr
         .inject("pubsub", "task-events", b"{this is not a cloud event");
@@ -252,8 +216,8 @@ async fn a_message_that_is_no_cloud_event_is_dropped_and_kept_as_a_dead_letter()
     assert_eq!(letters, expected);
 
     // The topic flows on.
-    let second = create(&app, "alice", "second").await;
-    audited_once(&app, "alice", &[first, second].into()).await;
+    let second = app.create_titled("alice", "second").await;
+    audited_once(&app, &[], "alice", &[first, second].into(), AUDIT_WAIT).await;
     let text = app
         .client
         .get(format!("{}/metrics", app.base))
@@ -280,8 +244,8 @@ async fn a_consumer_process_is_not_ready_while_its_sidecar_is_not() {
         "api consumes nothing: {api_subscriptions:?}"
     );
     let (workers, _) = env.spawn("recurring,notification,audit,sync").await;
-    let id = create(&api, "alice", "across processes").await;
-    audited_once(&workers, "alice", &[id].into()).await;
+    let id = api.create_titled("alice", "across processes").await;
+    audited_once(&workers, &[], "alice", &[id].into(), AUDIT_WAIT).await;
 
     env.dapr.set_healthy(false);
     let (status, body) = eventually(Duration::from_secs(10), || async {
@@ -302,7 +266,7 @@ async fn a_consumer_process_is_not_ready_while_its_sidecar_is_not() {
     assert!(body["checks"].get("sidecar").is_none(), "{body}");
 
     env.dapr.set_healthy(true);
-    wait_ready(&workers).await;
+    workers.wait_ready_within(READY_WAIT).await;
 }
 
 /// A free loopback port, so that a restarted process listens where its sidecar expects it.
@@ -325,13 +289,13 @@ async fn messages_sent_while_the_consumers_are_down_are_delivered_once_they_are_
     let (mut workers, _) = env.spawn_with(workers_options.clone()).await;
     let mut created = HashSet::new();
     for i in 0..3 {
-        created.insert(create(&api, "alice", &format!("before {i}")).await);
+        created.insert(api.create_titled("alice", &format!("before {i}")).await);
     }
-    audited_once(&workers, "alice", &created).await;
+    audited_once(&workers, &[], "alice", &created, AUDIT_WAIT).await;
 
     workers.kill9().await;
     for i in 0..3 {
-        created.insert(create(&api, "alice", &format!("while down {i}")).await);
+        created.insert(api.create_titled("alice", &format!("while down {i}")).await);
     }
     // The sidecar keeps trying: connection refused is retried.
     let refused = eventually(Duration::from_secs(10), || async {
@@ -346,8 +310,8 @@ async fn messages_sent_while_the_consumers_are_down_are_delivered_once_they_are_
 
     // Back on the same port (the sidecar's app port): everything arrives, once.
     let workers = TestApp::spawn_with(workers_options).await;
-    wait_ready(&workers).await;
-    audited_once(&workers, "alice", &created).await;
+    workers.wait_ready_within(READY_WAIT).await;
+    audited_once(&workers, &[], "alice", &created, AUDIT_WAIT).await;
     let retried = env
         .dapr
         .deliveries()
@@ -365,8 +329,8 @@ async fn a_message_not_handled_in_time_is_answered_retry_and_delivered_again() {
     let (workers, _) = env
         .spawn_with(env.options("audit").env("TODO_REQUEST_TIMEOUT_MS", "1000"))
         .await;
-    let warm = create(&api, "alice", "warm up").await;
-    audited_once(&workers, "alice", &[warm.clone()].into()).await;
+    let warm = api.create_titled("alice", "warm up").await;
+    audited_once(&workers, &[], "alice", &[warm.clone()].into(), AUDIT_WAIT).await;
 
     // A stuck store (writes to the audit table held up by a lock) keeps the consumer from
     // finishing. SHARE mode blocks inserts without taking a transaction id, which would
@@ -383,7 +347,7 @@ async fn a_message_not_handled_in_time_is_answered_retry_and_delivered_again() {
     ))
     .await
     .unwrap();
-    let stuck = create(&api, "alice", "stuck").await;
+    let stuck = api.create_titled("alice", "stuck").await;
     let retry = eventually(Duration::from_secs(10), || async {
         env.dapr
             .deliveries()
@@ -395,7 +359,14 @@ async fn a_message_not_handled_in_time_is_answered_retry_and_delivered_again() {
     assert_eq!(retry.route, "/dapr/events/task-events");
     lock.commit().await.unwrap();
 
-    audited_once(&workers, "alice", &[warm, stuck.clone()].into()).await;
+    audited_once(
+        &workers,
+        &[],
+        "alice",
+        &[warm, stuck.clone()].into(),
+        AUDIT_WAIT,
+    )
+    .await;
     let success = eventually(Duration::from_secs(10), || async {
         env.dapr
             .deliveries()

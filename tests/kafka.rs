@@ -19,8 +19,14 @@ use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use broker::{Broker, Kind};
-use common::{Options, TestApp, Ws, eventually, next_event};
+use common::{Options, TestApp, Ws, audited_once, eventually, next_event};
 use serde_json::{Value, json};
+
+/// How long a process may take to be ready (a consumer is ready once the broker answers).
+const READY_WAIT: Duration = Duration::from_secs(30);
+
+/// How long the audit log may take to catch up (after a drill, a rebalance included).
+const AUDIT_WAIT: Duration = Duration::from_secs(60);
 
 /// One deployment's shared settings.
 struct Env {
@@ -48,79 +54,9 @@ impl Env {
 
     async fn spawn(&self, services: &str) -> TestApp {
         let app = TestApp::spawn_with(self.options(services)).await;
-        wait_ready(&app).await;
+        app.wait_ready_within(READY_WAIT).await;
         app
     }
-}
-
-/// `/readyz` 200 within 30 s (a consumer is ready once the broker answers).
-async fn wait_ready(app: &TestApp) {
-    let ready = eventually(Duration::from_secs(30), || async {
-        let r = app
-            .client
-            .get(format!("{}/readyz", app.base))
-            .send()
-            .await
-            .ok()?;
-        (r.status() == 200).then_some(())
-    })
-    .await;
-    assert!(
-        ready.is_some(),
-        "not ready within 30 s; logs:\n{}",
-        app.logs().join("\n")
-    );
-}
-
-async fn audit(app: &TestApp, user: &str) -> Vec<Value> {
-    app.all_pages(user, "/audit?limit=200").await
-}
-
-/// Waits until the audit log holds exactly `expected` (event type, task id) pairs for
-/// `task.created`, then checks no event id appears twice.
-/// `others` are the deployment's other processes, whose logs a failure shows too.
-async fn audited_once(
-    app: &TestApp,
-    others: &[&TestApp],
-    user: &str,
-    created: &HashSet<String>,
-) -> Vec<Value> {
-    let items = eventually(Duration::from_secs(60), || async {
-        let items = audit(app, user).await;
-        let got: HashSet<String> = items
-            .iter()
-            .filter(|i| i["event_type"] == "task.created")
-            .filter_map(|i| i["data"]["task"]["id"].as_str().map(str::to_owned))
-            .collect();
-        (&got == created).then_some(items)
-    })
-    .await
-    .unwrap_or_else(|| {
-        panic!(
-            "the audit log did not come to hold the {} creations; logs:\n{}",
-            created.len(),
-            std::iter::once(app)
-                .chain(others.iter().copied())
-                .flat_map(|a| a.logs())
-                .filter(|l| !l.contains("\"message\":\"request\""))
-                .collect::<Vec<_>>()
-                .join("\n")
-        )
-    });
-    let ids: Vec<&str> = items
-        .iter()
-        .filter_map(|i| i["event_id"].as_str())
-        .collect();
-    let unique: HashSet<&&str> = ids.iter().collect();
-    assert_eq!(unique.len(), ids.len(), "an event was audited twice");
-    items
-}
-
-async fn create(app: &TestApp, user: &str, title: &str) -> String {
-    app.create_task(user, json!({"title": title})).await["id"]
-        .as_str()
-        .expect("id")
-        .to_owned()
 }
 
 /// Reads WebSocket messages until `n` distinct event ids arrived; fails on a duplicate.
@@ -194,7 +130,7 @@ async fn the_platform_runs_end_to_end_on_kafka_in_one_process() {
     .expect("the next occurrence within 10 s");
     assert_eq!(next["parent_task_id"], id.as_str());
     let created: HashSet<String> = [id.clone(), next["id"].as_str().unwrap().to_owned()].into();
-    audited_once(&app, &[], "alice", &created).await;
+    audited_once(&app, &[], "alice", &created, AUDIT_WAIT).await;
     let reminders = eventually(Duration::from_secs(10), || async {
         let items = app.get_json("alice", "/reminders").await["items"]
             .as_array()
@@ -238,7 +174,7 @@ async fn two_sync_replicas_each_get_every_event() {
     let mut ws_b = sync_b.connect_ws("alice").await;
     // Each replica reads every partition from the newest message on: wait until both
     // see a first event before counting.
-    let warm = create(&api, "alice", "warm up").await;
+    let warm = api.create_titled("alice", "warm up").await;
     for ws in [&mut ws_a, &mut ws_b] {
         let e = next_event(ws, Duration::from_secs(15))
             .await
@@ -248,8 +184,9 @@ async fn two_sync_replicas_each_get_every_event() {
     // Users land on different partitions; every one of alice's events reaches both.
     let mut ids = HashSet::new();
     for i in 0..12 {
-        ids.insert(create(&api, "alice", &format!("task {i}")).await);
-        create(&api, &format!("user{i}"), "someone else's").await;
+        ids.insert(api.create_titled("alice", &format!("task {i}")).await);
+        api.create_titled(&format!("user{i}"), "someone else's")
+            .await;
     }
     for ws in [&mut ws_a, &mut ws_b] {
         let got: HashSet<String> = ws_events(ws, 12, Duration::from_secs(10))
@@ -272,17 +209,17 @@ async fn the_broker_is_killed_mid_stream_and_nothing_is_lost() {
     let workers = env.spawn("recurring,notification,audit").await;
     let mut created = HashSet::new();
     for i in 0..10 {
-        created.insert(create(&api, "alice", &format!("before {i}")).await);
+        created.insert(api.create_titled("alice", &format!("before {i}")).await);
     }
     // Relayed (after this instant) and consumed; then noida-db must have saved them, or
     // its SIGKILL loses them (it saves shortly after writes: see `Broker::wait_saved`).
     let written = std::time::SystemTime::now();
-    audited_once(&workers, &[&api], "alice", &created).await;
+    audited_once(&workers, &[&api], "alice", &created, AUDIT_WAIT).await;
     env.broker.wait_saved(written);
     env.broker.kill();
     // The API keeps taking writes: they wait in the outbox.
     for i in 0..10 {
-        created.insert(create(&api, "alice", &format!("during {i}")).await);
+        created.insert(api.create_titled("alice", &format!("during {i}")).await);
     }
     // The backlog waits in the outbox, and its age shows.
     let backlog = eventually(Duration::from_secs(15), || async {
@@ -322,10 +259,10 @@ async fn the_broker_is_killed_mid_stream_and_nothing_is_lost() {
 
     env.broker.restart();
     for i in 0..10 {
-        created.insert(create(&api, "alice", &format!("after {i}")).await);
+        created.insert(api.create_titled("alice", &format!("after {i}")).await);
     }
-    wait_ready(&workers).await;
-    audited_once(&workers, &[&api], "alice", &created).await;
+    workers.wait_ready_within(READY_WAIT).await;
+    audited_once(&workers, &[&api], "alice", &created, AUDIT_WAIT).await;
     let logs = workers.logs().join("\n");
     assert!(
         logs.contains("kafka brokers unreachable"),
@@ -365,7 +302,10 @@ async fn each_consumer_killed_mid_stream_resumes_without_duplicates() {
         }
         services.get_mut(round).unwrap().kill9().await;
         for i in 0..4 {
-            created.insert(create(&api, "alice", &format!("{round} while down {i}")).await);
+            created.insert(
+                api.create_titled("alice", &format!("{round} while down {i}"))
+                    .await,
+            );
         }
         let restarted = env.spawn(round).await;
         services.insert(round, restarted);
@@ -397,7 +337,7 @@ async fn each_consumer_killed_mid_stream_resumes_without_duplicates() {
     for t in &next {
         created.insert(t["id"].as_str().unwrap().to_owned());
     }
-    audited_once(&services["audit"], &[&api], "alice", &created).await;
+    audited_once(&services["audit"], &[&api], "alice", &created, AUDIT_WAIT).await;
     // One reminder per task that has one (each completed task's is cancelled; each next
     // occurrence's is scheduled), none twice.
     let reminders = eventually(Duration::from_secs(60), || async {
@@ -422,7 +362,7 @@ async fn each_consumer_killed_mid_stream_resumes_without_duplicates() {
     let mut ws = services["sync"].connect_ws("alice").await;
     let mut ids = HashSet::new();
     for i in 0..5 {
-        ids.insert(create(&api, "alice", &format!("final {i}")).await);
+        ids.insert(api.create_titled("alice", &format!("final {i}")).await);
     }
     let mut got: HashMap<String, usize> = HashMap::new();
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
@@ -451,8 +391,8 @@ async fn a_poison_message_is_dead_lettered_and_the_rest_flows_on() {
 
     let env = Env::new(Kind::Noida).await;
     let app = env.spawn("all").await;
-    let first = create(&app, "alice", "first").await;
-    audited_once(&app, &[], "alice", &[first.clone()].into()).await;
+    let first = app.create_titled("alice", "first").await;
+    audited_once(&app, &[], "alice", &[first.clone()].into(), AUDIT_WAIT).await;
 
     let producer: FutureProducer = rdkafka::ClientConfig::new()
         .set("bootstrap.servers", env.broker.addr())
@@ -467,8 +407,8 @@ async fn a_poison_message_is_dead_lettered_and_the_rest_flows_on() {
         )
         .await
         .expect("poison produced");
-    let second = create(&app, "alice", "second").await;
-    audited_once(&app, &[], "alice", &[first, second].into()).await;
+    let second = app.create_titled("alice", "second").await;
+    audited_once(&app, &[], "alice", &[first, second].into(), AUDIT_WAIT).await;
 
     let dlq: StreamConsumer = rdkafka::ClientConfig::new()
         .set("bootstrap.servers", env.broker.addr())
@@ -564,10 +504,10 @@ async fn one_of_two_api_replicas_relays_and_the_other_takes_over_when_it_dies() 
     let workers = env.spawn("audit").await;
     let mut created = HashSet::new();
     for i in 0..6 {
-        created.insert(create(&a, "alice", &format!("via a {i}")).await);
-        created.insert(create(&b, "alice", &format!("via b {i}")).await);
+        created.insert(a.create_titled("alice", &format!("via a {i}")).await);
+        created.insert(b.create_titled("alice", &format!("via b {i}")).await);
     }
-    audited_once(&workers, &[&a, &b], "alice", &created).await;
+    audited_once(&workers, &[&a, &b], "alice", &created, AUDIT_WAIT).await;
     let relayed = |text: &str| {
         metric(text, "todo_events_relayed_total{topic=\"task-events\"}")
             .first()
@@ -592,9 +532,13 @@ async fn one_of_two_api_replicas_relays_and_the_other_takes_over_when_it_dies() 
         &a
     };
     for i in 0..6 {
-        created.insert(create(survivor, "alice", &format!("after the leader died {i}")).await);
+        created.insert(
+            survivor
+                .create_titled("alice", &format!("after the leader died {i}"))
+                .await,
+        );
     }
-    audited_once(&workers, &[survivor], "alice", &created).await;
+    audited_once(&workers, &[survivor], "alice", &created, AUDIT_WAIT).await;
     assert!(
         survivor
             .logs()

@@ -425,7 +425,12 @@ impl TestApp {
 
     /// Polls `/readyz` until 200.
     pub async fn wait_ready(&self) {
-        let deadline = Instant::now() + Duration::from_secs(10);
+        self.wait_ready_within(Duration::from_secs(10)).await;
+    }
+
+    /// Polls `/readyz` until 200, for at most `wait`; a failure shows the server's logs.
+    pub async fn wait_ready_within(&self, wait: Duration) {
+        let deadline = Instant::now() + wait;
         loop {
             if let Ok(r) = self
                 .client
@@ -436,10 +441,63 @@ impl TestApp {
             {
                 return;
             }
-            assert!(Instant::now() < deadline, "not ready within 10 s");
+            assert!(
+                Instant::now() < deadline,
+                "not ready within {wait:?}; logs:\n{}",
+                self.logs().join("\n")
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
+
+    /// Creates a task with just `title` and returns its id.
+    pub async fn create_titled(&self, user: &str, title: &str) -> String {
+        self.create_task(user, json!({"title": title})).await["id"]
+            .as_str()
+            .expect("id")
+            .to_owned()
+    }
+}
+
+/// Waits up to `wait` until `app`'s audit log holds a `task.created` for exactly the tasks
+/// `created`, then checks that no event was recorded twice. A failure shows the logs of
+/// `app` and of `others` (the deployment's other processes).
+pub async fn audited_once(
+    app: &TestApp,
+    others: &[&TestApp],
+    user: &str,
+    created: &std::collections::HashSet<String>,
+    wait: Duration,
+) -> Vec<Value> {
+    let items = eventually(wait, || async {
+        let items = app.all_pages(user, "/audit?limit=200").await;
+        let got: std::collections::HashSet<String> = items
+            .iter()
+            .filter(|i| i["event_type"] == "task.created")
+            .filter_map(|i| i["data"]["task"]["id"].as_str().map(str::to_owned))
+            .collect();
+        (&got == created).then_some(items)
+    })
+    .await
+    .unwrap_or_else(|| {
+        panic!(
+            "the audit log did not come to hold the {} creations; logs:\n{}",
+            created.len(),
+            std::iter::once(app)
+                .chain(others.iter().copied())
+                .flat_map(|a| a.logs())
+                .filter(|l| !l.contains("\"message\":\"request\""))
+                .collect::<Vec<_>>()
+                .join("\n")
+        )
+    });
+    let ids: Vec<&str> = items
+        .iter()
+        .filter_map(|i| i["event_id"].as_str())
+        .collect();
+    let unique: std::collections::HashSet<&&str> = ids.iter().collect();
+    assert_eq!(unique.len(), ids.len(), "an event was audited twice");
+    items
 }
 
 /// A token for `user` (taken as it is), signed with [`secret`], valid for an hour.
