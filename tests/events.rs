@@ -598,7 +598,7 @@ async fn a_slow_client_is_closed_with_1008_while_a_reading_client_of_the_same_us
     let too_slow = |app: &TestApp| {
         app.logs()
             .iter()
-            .any(|l| l.contains("WebSocket client too slow"))
+            .any(|l| l.contains("\"message\":\"WebSocket closed for slowness\""))
     };
     while !too_slow(&app) {
         assert!(produced < 2000, "slow client never disconnected");
@@ -618,6 +618,8 @@ async fn a_slow_client_is_closed_with_1008_while_a_reading_client_of_the_same_us
         .expect("the slow client gets a close frame");
     assert_eq!(code, CloseCode::Policy, "reason: {reason}");
     assert!(!reason.is_empty(), "close frame carries a reason");
+    app.wait_metric("todo_ws_closes_total", &["reason=\"slow_consumer\""], 1.0)
+        .await;
 
     // The reading client keeps receiving, and got every event, in order.
     for i in 0..5 {

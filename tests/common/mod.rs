@@ -450,6 +450,31 @@ impl TestApp {
         }
     }
 
+    /// The `/metrics` exposition (no token needed).
+    pub async fn metrics(&self) -> String {
+        let reply = self
+            .client
+            .get(format!("{}/metrics", self.base))
+            .send()
+            .await
+            .expect("GET /metrics");
+        assert_eq!(reply.status(), 200, "/metrics answers");
+        reply.text().await.expect("metrics body")
+    }
+
+    /// Waits up to 30 s (the contract's bound for a metric to show) until the sample of
+    /// `name` with every one of `labels` is at least `at_least`; returns the exposition.
+    pub async fn wait_metric(&self, name: &str, labels: &[&str], at_least: f64) -> String {
+        eventually(Duration::from_secs(30), || async {
+            let text = self.metrics().await;
+            metric_sample(&text, name, labels)
+                .is_some_and(|v| v >= at_least)
+                .then_some(text)
+        })
+        .await
+        .unwrap_or_else(|| panic!("{name}{labels:?} >= {at_least} within 30 s"))
+    }
+
     /// Creates a task with just `title` and returns its id.
     pub async fn create_titled(&self, user: &str, title: &str) -> String {
         self.create_task(user, json!({"title": title})).await["id"]
@@ -541,6 +566,22 @@ where
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// The value of the first sample of `name` whose labels include each of `labels`
+/// (`key="value"` strings); `None` when there is none.
+pub fn metric_sample(metrics: &str, name: &str, labels: &[&str]) -> Option<f64> {
+    metrics.lines().find_map(|line| {
+        let rest = line.strip_prefix(name)?;
+        let (label_text, value) = match rest.strip_prefix('{') {
+            Some(rest) => rest.split_once("} ")?,
+            None => ("", rest.strip_prefix(' ')?),
+        };
+        labels
+            .iter()
+            .all(|l| label_text.contains(l))
+            .then(|| value.split_whitespace().next()?.parse().ok())?
+    })
 }
 
 /// Counts rows of a table in the server's SQLite file (read-only; for crash checks).

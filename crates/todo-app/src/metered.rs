@@ -3,6 +3,7 @@
 //! it. Both record into the same store families: the log is tables of the same database.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use async_trait::async_trait;
@@ -10,31 +11,63 @@ use todo_domain::reminder::Notification;
 use todo_domain::time::Timestamp;
 use todo_domain::{AuditEntry, CloudEvent, Reminder, ReminderPlan, Task, TaskQuery, Topic};
 use todo_store::{
-    AuditQuery, DeadLetter, EventLog, PageQuery, Result, Store, StoredDeadLetter, StoredEvent,
-    TailRead, WebhookDelivery, WebhookOutcome,
+    AuditQuery, DeadLetter, EventLog, PageQuery, Planned, Result, Store, StoredDeadLetter,
+    StoredEvent, TailRead, WebhookDelivery, WebhookOutcome,
 };
 use todo_telemetry::Metrics;
 use uuid::Uuid;
 
+/// Whether the database is in an outage, shared by the store's and the log's wrappers, so
+/// an outage logs `database unavailable` once when it begins and `database available
+/// again` once when it ends, rather than a line per failed call.
+#[derive(Debug, Clone, Default)]
+pub struct Outage(Arc<AtomicBool>);
+
+impl Outage {
+    fn failed(&self, op: &'static str, error: &todo_store::StoreError) {
+        if error.is_unavailable() && !self.0.swap(true, Ordering::AcqRel) {
+            tracing::error!(op, error = %error, "database unavailable");
+        }
+    }
+
+    fn answered(&self, op: &'static str) {
+        // Load first: the swap's write would contend on every call otherwise.
+        if self.0.load(Ordering::Acquire) && self.0.swap(false, Ordering::AcqRel) {
+            tracing::info!(op, "database available again");
+        }
+    }
+}
+
 /// Times `call` as store operation `op`, counting its failure by kind.
 async fn timed<T>(
     metrics: &Metrics,
+    outage: &Outage,
     op: &'static str,
     call: impl Future<Output = Result<T>>,
 ) -> Result<T> {
     let started = Instant::now();
     let result = call.await;
     metrics.store.observe(op, started.elapsed().as_secs_f64());
-    if let Err(e) = &result {
+    match &result {
+        Ok(_) => outage.answered(op),
         // Not-found and version conflicts are answers, not failures.
-        if !matches!(
-            e,
-            todo_store::StoreError::NotFound | todo_store::StoreError::VersionConflict { .. }
-        ) {
+        Err(todo_store::StoreError::NotFound | todo_store::StoreError::VersionConflict { .. }) => {
+            outage.answered(op);
+        }
+        Err(e) => {
             metrics.store.error(op, e.kind());
+            outage.failed(op, e);
         }
     }
     result
+}
+
+/// The `type` label of an event type: known types as they are, anything else `other`.
+pub(crate) fn event_type_label(event_type: &str) -> &'static str {
+    todo_domain::EventType::ALL
+        .into_iter()
+        .find(|t| t.as_str() == event_type)
+        .map_or("other", todo_domain::EventType::as_str)
 }
 
 /// Times and counts calls to the inner store.
@@ -42,24 +75,41 @@ async fn timed<T>(
 pub struct MeteredStore {
     inner: Arc<dyn Store>,
     metrics: Arc<Metrics>,
+    outage: Outage,
 }
 
 impl MeteredStore {
-    /// Wraps `inner`.
-    pub fn new(inner: Arc<dyn Store>, metrics: Arc<Metrics>) -> Self {
-        MeteredStore { inner, metrics }
+    /// Wraps `inner`; `outage` is shared with the log's wrapper.
+    pub fn new(inner: Arc<dyn Store>, metrics: Arc<Metrics>, outage: Outage) -> Self {
+        MeteredStore {
+            inner,
+            metrics,
+            outage,
+        }
     }
 
     async fn timed<T>(&self, op: &'static str, call: impl Future<Output = Result<T>>) -> Result<T> {
-        timed(&self.metrics, op, call).await
+        timed(&self.metrics, &self.outage, op, call).await
     }
 
     /// Counts a task event once its write committed.
     fn published<T>(&self, result: Result<T>, event: &CloudEvent) -> Result<T> {
         if result.is_ok() {
-            self.metrics.events.published(&event.event_type);
+            self.count_published(&event.event_type, 1);
         }
         result
+    }
+
+    fn count_published(&self, event_type: &str, n: u64) {
+        let label = event_type_label(event_type);
+        let topic = todo_domain::EventType::ALL
+            .into_iter()
+            .find(|t| t.as_str() == label)
+            .map_or(
+                todo_domain::Topic::TaskEvents,
+                todo_domain::EventType::topic,
+            );
+        self.metrics.events.published(topic.as_str(), label, n);
     }
 }
 
@@ -142,7 +192,7 @@ impl Store for MeteredStore {
             )
             .await;
         if matches!(created, Ok(true)) {
-            self.metrics.events.published(&event.event_type);
+            self.count_published(&event.event_type, 1);
         }
         created
     }
@@ -160,7 +210,7 @@ impl Store for MeteredStore {
             .await
     }
 
-    async fn record_audit(&self, entries: &[AuditEntry]) -> Result<u64> {
+    async fn record_audit(&self, entries: &[AuditEntry]) -> Result<Vec<Uuid>> {
         self.timed("record_audit", self.inner.record_audit(entries))
             .await
     }
@@ -182,11 +232,23 @@ impl Store for MeteredStore {
         plan: &ReminderPlan,
         now: Timestamp,
         traceparent: Option<String>,
-    ) -> Result<Option<Reminder>> {
+    ) -> Result<Option<Planned>> {
         let call = self
             .inner
             .plan_reminder(task_id, user_id, task_version, plan, now, traceparent);
-        self.timed("plan_reminder", call).await
+        let planned = self.timed("plan_reminder", call).await;
+        if let Ok(Some(Planned {
+            announced: true, ..
+        })) = &planned
+        {
+            self.metrics.reminders.scheduled();
+            self.count_published(todo_domain::EventType::ReminderScheduled.as_str(), 1);
+        }
+        planned
+    }
+
+    fn pools(&self) -> Vec<todo_store::PoolState> {
+        self.inner.pools()
     }
 
     async fn next_reminder_at(&self) -> Result<Option<Timestamp>> {
@@ -200,11 +262,20 @@ impl Store for MeteredStore {
         limit: i64,
         webhook: bool,
     ) -> Result<Vec<Reminder>> {
-        self.timed(
-            "deliver_due_reminders",
-            self.inner.deliver_due_reminders(now, limit, webhook),
-        )
-        .await
+        let delivered = self
+            .timed(
+                "deliver_due_reminders",
+                self.inner.deliver_due_reminders(now, limit, webhook),
+            )
+            .await;
+        if let Ok(delivered) = &delivered
+            && !delivered.is_empty()
+        {
+            // Each delivery appends one `reminder.due`.
+            let due = todo_domain::EventType::ReminderDue.as_str();
+            self.count_published(due, delivered.len() as u64);
+        }
+        delivered
     }
 
     async fn list_reminders(&self, user_id: &str, query: &PageQuery) -> Result<Vec<Reminder>> {
@@ -261,16 +332,21 @@ impl Store for MeteredStore {
 pub struct MeteredLog {
     inner: Arc<dyn EventLog>,
     metrics: Arc<Metrics>,
+    outage: Outage,
 }
 
 impl MeteredLog {
-    /// Wraps `inner`.
-    pub fn new(inner: Arc<dyn EventLog>, metrics: Arc<Metrics>) -> Self {
-        MeteredLog { inner, metrics }
+    /// Wraps `inner`; `outage` is shared with the store's wrapper.
+    pub fn new(inner: Arc<dyn EventLog>, metrics: Arc<Metrics>, outage: Outage) -> Self {
+        MeteredLog {
+            inner,
+            metrics,
+            outage,
+        }
     }
 
     async fn timed<T>(&self, op: &'static str, call: impl Future<Output = Result<T>>) -> Result<T> {
-        timed(&self.metrics, op, call).await
+        timed(&self.metrics, &self.outage, op, call).await
     }
 }
 

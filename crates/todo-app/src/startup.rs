@@ -17,7 +17,7 @@ use tokio::task::JoinSet;
 
 use crate::config::{BusKind, ServeSettings, Service};
 use crate::http;
-use crate::metered::{MeteredLog, MeteredStore};
+use crate::metered::{MeteredLog, MeteredStore, Outage};
 use crate::services::consumer::{self, Handler};
 use crate::services::webhook::WebhookConfig;
 use crate::services::{audit, notification, recurring, relay, retention, sync, webhook};
@@ -60,9 +60,30 @@ impl Application {
         let backend = todo_store::connect(&database_url)
             .await
             .context("cannot open the store named by DATABASE_URL")?;
-        let store: Arc<dyn todo_store::Store> =
-            Arc::new(MeteredStore::new(backend.store, metrics.clone()));
-        let log: Arc<dyn EventLog> = Arc::new(MeteredLog::new(backend.log, metrics.clone()));
+        let outage = Outage::default();
+        let store: Arc<dyn todo_store::Store> = Arc::new(MeteredStore::new(
+            backend.store,
+            metrics.clone(),
+            outage.clone(),
+        ));
+        let log: Arc<dyn EventLog> =
+            Arc::new(MeteredLog::new(backend.log, metrics.clone(), outage));
+        // Weak: the store's wrapper holds the metrics, which would otherwise hold the store.
+        let pools = Arc::downgrade(&store);
+        metrics.report_pools(move || {
+            pools
+                .upgrade()
+                .map(|store| store.pools())
+                .unwrap_or_default()
+                .into_iter()
+                .map(|p| todo_telemetry::PoolStatus {
+                    pool: p.pool,
+                    size: p.size,
+                    idle: p.idle,
+                    waiting: p.waiting,
+                })
+                .collect()
+        });
         let outbox: Arc<dyn EventBus> = Arc::new(MemoryBus::new(log.clone()));
         #[cfg(feature = "dapr")]
         let mut dapr = None;
@@ -268,7 +289,6 @@ impl Application {
         let addr = self.local_addr()?;
         let mut tasks = JoinSet::new();
         self.spawn_services(&mut tasks);
-        self.state.metrics.process_start();
         let router = http::router_with(self.state.clone(), self.bus_routes());
         // When the signal came: one deadline for the whole shutdown is counted from it.
         let stopped_at: Arc<std::sync::OnceLock<tokio::time::Instant>> = Arc::default();

@@ -27,8 +27,8 @@ pub use error::{Result, StoreError};
 pub use lead::Leadership;
 pub use log::EventLog;
 pub use model::{
-    AuditPosition, AuditQuery, DeadLetter, PageQuery, Seek, StoredDeadLetter, StoredEvent,
-    TailRead, WebhookDelivery, WebhookOutcome,
+    AuditPosition, AuditQuery, DeadLetter, PageQuery, Planned, PoolState, Seek, StoredDeadLetter,
+    StoredEvent, TailRead, WebhookDelivery, WebhookOutcome,
 };
 use todo_domain::time::Timestamp;
 
@@ -44,6 +44,11 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// when writes are stuck although reads still answer. By default the same as `ping`.
     async fn ping_writer(&self) -> Result<()> {
         self.ping().await
+    }
+
+    /// The store's connection pools as they are now; cheap, never waits. None by default.
+    fn pools(&self) -> Vec<PoolState> {
+        Vec::new()
     }
 
     /// Takes the lead named `name` if no other process holds it: `None` while another one
@@ -105,9 +110,9 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// Kept dead letters, oldest first failure first (ties by row id), at most `limit`.
     async fn list_dead_letters(&self, limit: i64) -> Result<Vec<StoredDeadLetter>>;
 
-    /// Records audit entries, skipping any whose event id is already recorded. Returns how
-    /// many were new.
-    async fn record_audit(&self, entries: &[AuditEntry]) -> Result<u64>;
+    /// Records audit entries, skipping any whose event id is already recorded. Returns the
+    /// event ids that were new (an id given twice counts once).
+    async fn record_audit(&self, entries: &[AuditEntry]) -> Result<Vec<Uuid>>;
 
     /// The user's audit entries, newest `occurred_at` first (ties: latest recorded first),
     /// with their sequence numbers.
@@ -115,7 +120,8 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     -> Result<Vec<(i64, AuditEntry)>>;
 
     /// Applies a reminder plan for a task at `task_version`, appending `reminder.scheduled`
-    /// when a reminder is scheduled or moved. Returns the reminder if it changed.
+    /// when a reminder is scheduled or moved. Returns the reminder if it changed, and
+    /// whether that event was appended.
     async fn plan_reminder(
         &self,
         task_id: Uuid,
@@ -124,7 +130,7 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         plan: &ReminderPlan,
         now: Timestamp,
         traceparent: Option<String>,
-    ) -> Result<Option<Reminder>>;
+    ) -> Result<Option<Planned>>;
 
     /// The earliest `remind_at` among scheduled reminders.
     async fn next_reminder_at(&self) -> Result<Option<Timestamp>>;

@@ -166,3 +166,26 @@ impl EncodedEvent {
         })
     }
 }
+
+/// What [`crate::Store::plan_reminder`] changed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Planned {
+    /// The reminder as it is now.
+    pub reminder: todo_domain::Reminder,
+    /// Whether a `reminder.scheduled` event was appended (the reminder was scheduled, or
+    /// moved to another time).
+    pub announced: bool,
+}
+
+/// One connection pool of a store, as it is now (for `todo_store_pool_*`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolState {
+    /// `read` and `write` (SQLite), `postgres`.
+    pub pool: &'static str,
+    /// Connections open.
+    pub size: i64,
+    /// Connections open and not in use.
+    pub idle: i64,
+    /// Callers waiting for a connection (SQLite's `write`: writes queued for the writer).
+    pub waiting: i64,
+}

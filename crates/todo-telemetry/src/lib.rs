@@ -11,7 +11,8 @@ mod stdout;
 
 pub use logging::{Guard, LogFormat, init, json_layer};
 pub use metrics::{
-    CONTENT_TYPE, EventMetrics, HttpMetrics, Metrics, ReminderMetrics, StoreMetrics, WsMetrics,
+    CONTENT_TYPE, EventMetrics, HttpMetrics, Metrics, Outcome, PoolStatus, ReminderMetrics,
+    StoreMetrics, WsCloseReason, WsMetrics,
 };
 
 /// Errors from setting up telemetry.

@@ -80,6 +80,11 @@ pub async fn observe(State(state): State<AppState>, mut request: Request, next: 
     });
     let mut finish = Finish {
         state: state.clone(),
+        service: service_of(&route),
+        trace_id: request
+            .extensions()
+            .get::<RequestContext>()
+            .map(|ctx| ctx.trace.trace_id.clone()),
         method,
         route,
         started,
@@ -95,11 +100,32 @@ pub async fn observe(State(state): State<AppState>, mut request: Request, next: 
     response
 }
 
+/// The `service` label of a route template: the service owning it, or `system` for the
+/// routes every process serves (`/healthz`, `/readyz`, `/metrics`, the bus's `/dapr/...`)
+/// and for requests matching no route.
+pub fn service_of(route: &str) -> &'static str {
+    let Some(rest) = route.strip_prefix("/api/{user_id}/") else {
+        return if route == "/openapi.json" {
+            "api"
+        } else {
+            "system"
+        };
+    };
+    match rest.split('/').next() {
+        Some("audit") => "audit",
+        Some("reminders" | "notifications") => "notification",
+        Some("ws") => "sync",
+        _ => "api",
+    }
+}
+
 /// Records a request's end: in-flight gauge, counters, histogram and the access log. Done on
 /// drop as well, so a request whose client went away (its handler is then cancelled) is
 /// still counted, as status 499.
 struct Finish {
     state: AppState,
+    service: &'static str,
+    trace_id: Option<String>,
     method: axum::http::Method,
     route: String,
     started: Instant,
@@ -113,10 +139,14 @@ impl Finish {
         self.state.metrics.http.in_flight_dec();
         let seconds = self.started.elapsed().as_secs_f64();
         let code = status.as_u16();
-        self.state
-            .metrics
-            .http
-            .observe(self.method.as_str(), &self.route, code, seconds);
+        self.state.metrics.http.observe(
+            self.service,
+            self.method.as_str(),
+            &self.route,
+            code,
+            seconds,
+            self.trace_id.as_deref(),
+        );
         let _enter = self.span.enter();
         let latency_ms = seconds * 1000.0;
         if status.is_server_error() {
@@ -220,4 +250,29 @@ pub fn panic_response(err: Box<dyn std::any::Any + Send + 'static>) -> Response<
         None,
     )
     .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::service_of;
+
+    #[test]
+    fn routes_belong_to_the_service_serving_them() {
+        for (route, service) in [
+            ("/api/{user_id}/tasks", "api"),
+            ("/api/{user_id}/tasks/{id}/complete", "api"),
+            ("/openapi.json", "api"),
+            ("/api/{user_id}/audit", "audit"),
+            ("/api/{user_id}/reminders", "notification"),
+            ("/api/{user_id}/notifications", "notification"),
+            ("/api/{user_id}/ws", "sync"),
+            ("/healthz", "system"),
+            ("/readyz", "system"),
+            ("/metrics", "system"),
+            ("/dapr/subscribe", "system"),
+            ("unmatched", "system"),
+        ] {
+            assert_eq!(service_of(route), service, "{route}");
+        }
+    }
 }

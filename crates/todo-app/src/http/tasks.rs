@@ -70,7 +70,14 @@ pub async fn create_task(
         &body,
         ctx.event_traceparent(),
     )
-    .await?;
+    .await
+    .inspect_err(|e| {
+        let status = e.status();
+        if status.is_server_error() {
+            // The one line an operator searches for when tasks cannot be created.
+            tracing::error!(status = status.as_u16(), error = %e, "task creation failed");
+        }
+    })?;
     tracing::Span::current().record("task_id", tracing::field::display(task.id));
     let location = format!("/api/{}/tasks/{}", segment(&user.user_id), task.id);
     let mut response = with_task(StatusCode::CREATED, task);

@@ -18,6 +18,7 @@ use super::cors::OriginAllowed;
 use super::error::ApiError;
 use crate::services::sync::{CloseReason, Registration};
 use crate::state::AppState;
+use todo_telemetry::WsCloseReason;
 
 /// Opens the WebSocket.
 #[utoipa::path(
@@ -95,47 +96,83 @@ async fn session(
     ping.tick().await; // the first tick is immediate
     let mut unanswered = 0u32;
     tracing::info!(user_id, client = registration.id, "WebSocket connected");
+    // Why the connection ends: counted in `todo_ws_closes_total`, once per connection.
+    let mut ended = WsCloseReason::Client;
+    let mut lost: Option<&'static str> = None;
     let close = loop {
         tokio::select! {
             message = registration.messages.recv() => match message {
                 Some(text) => {
                     if !send(&mut sink, Message::Text(text.as_ref().into())).await {
+                        lost = Some("sending failed or timed out");
                         break None;
                     }
                 }
                 // The hub drops a slow client's queue as it signals `closed`; both are ready
                 // and `select!` may pick this one first, so ask why before choosing a code.
                 None => break Some(match registration.closed.try_recv() {
-                    Ok(CloseReason::Slow) => (close_code::POLICY, "client too slow: send queue overflowed"),
-                    _ => (close_code::AWAY, "server closed the stream"),
+                    Ok(CloseReason::Slow) => {
+                        ended = WsCloseReason::SlowConsumer;
+                        (close_code::POLICY, "client too slow: send queue overflowed")
+                    }
+                    _ => {
+                        ended = WsCloseReason::Shutdown;
+                        (close_code::AWAY, "server closed the stream")
+                    }
                 }),
             },
             reason = &mut registration.closed => break Some(match reason {
-                Ok(CloseReason::Slow) => (close_code::POLICY, "client too slow: send queue overflowed"),
-                Ok(CloseReason::Shutdown) | Err(_) => (close_code::AWAY, "server shutting down"),
+                Ok(CloseReason::Slow) => {
+                    ended = WsCloseReason::SlowConsumer;
+                    (close_code::POLICY, "client too slow: send queue overflowed")
+                }
+                Ok(CloseReason::Shutdown) | Err(_) => {
+                    ended = WsCloseReason::Shutdown;
+                    (close_code::AWAY, "server shutting down")
+                }
             }),
-            () = shutdown.wait() => break Some((close_code::AWAY, "server shutting down")),
+            () = shutdown.wait() => {
+                ended = WsCloseReason::Shutdown;
+                break Some((close_code::AWAY, "server shutting down"));
+            }
             incoming = stream.next() => match incoming {
                 Some(Ok(Message::Pong(_))) => unanswered = 0,
                 Some(Ok(Message::Ping(payload))) => {
                     if !send(&mut sink, Message::Pong(payload)).await {
+                        lost = Some("sending failed or timed out");
                         break None;
                     }
                 }
-                Some(Ok(Message::Close(_))) | Some(Err(_)) | None => break None,
+                Some(Err(_)) => {
+                    lost = Some("reading failed");
+                    break None;
+                }
+                Some(Ok(Message::Close(_))) | None => break None,
                 Some(Ok(_)) => {} // clients have nothing to say; ignore
             },
             _ = ping.tick() => {
                 if unanswered >= 2 {
+                    lost = Some("no pong received");
                     break Some((close_code::AWAY, "no pong received"));
                 }
                 unanswered += 1;
                 if !send(&mut sink, Message::Ping(Default::default())).await {
+                    lost = Some("sending failed or timed out");
                     break None;
                 }
             }
         }
     };
+    if let Some(error) = lost {
+        ended = WsCloseReason::Error;
+        tracing::warn!(
+            user_id,
+            client = registration.id,
+            error,
+            "WebSocket connection lost"
+        );
+    }
+    state.metrics.ws.closed(ended);
     if let Some((code, reason)) = close {
         let frame = CloseFrame {
             code,
@@ -144,5 +181,5 @@ async fn session(
         send(&mut sink, Message::Close(Some(frame))).await;
     }
     state.hub.unregister(&user_id, registration.id);
-    tracing::info!(user_id, client = registration.id, close = ?close.map(|(c, _)| c), "WebSocket disconnected");
+    tracing::info!(user_id, client = registration.id, close = ?close.map(|(c, _)| c), reason = ended.as_str(), "WebSocket disconnected");
 }

@@ -7,7 +7,7 @@ use todo_bus::Delivery;
 use todo_domain::{AuditEntry, Topic, time};
 use todo_store::Store;
 
-use super::consumer::{Handler, Reason, Rejected};
+use super::consumer::{Handled, Handler, Reason, Rejected};
 
 /// Consumer writing the audit log.
 pub struct Audit {
@@ -31,16 +31,16 @@ impl Handler for Audit {
         &[Topic::TaskEvents, Topic::Reminders]
     }
 
-    async fn handle(&self, batch: &[Delivery]) -> anyhow::Result<Vec<Rejected>> {
+    async fn handle(&self, batch: &[Delivery]) -> anyhow::Result<Handled> {
         let now = time::now();
-        let mut rejected = Vec::new();
+        let mut handled = Handled::default();
         let entries: Vec<AuditEntry> = batch
             .iter()
             .filter_map(|d| {
                 let entry = AuditEntry::from_event(&d.event, now);
                 if entry.is_none() {
                     // The audit log is per user: an event naming none has no place in it.
-                    rejected.push(Rejected::new(
+                    handled.reject(Rejected::new(
                         d,
                         Reason::NoUserId,
                         "the event has no data.user_id",
@@ -49,8 +49,21 @@ impl Handler for Audit {
                 entry
             })
             .collect();
-        let new = self.store.record_audit(&entries).await?;
-        tracing::debug!(received = entries.len(), recorded = new, "audit batch");
-        Ok(rejected)
+        let new: std::collections::HashSet<uuid::Uuid> = self
+            .store
+            .record_audit(&entries)
+            .await?
+            .into_iter()
+            .collect();
+        // An entry not recorded now was recorded before: a redelivery.
+        for entry in entries.iter().filter(|e| !new.contains(&e.event_id)) {
+            handled.duplicate(entry.event_id);
+        }
+        tracing::debug!(
+            received = entries.len(),
+            recorded = new.len(),
+            "audit batch"
+        );
+        Ok(handled)
     }
 }

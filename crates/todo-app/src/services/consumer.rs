@@ -14,6 +14,7 @@
 //! topic on Kafka), counts it and logs `event dead-lettered`, before acknowledging the
 //! batch. One bad event therefore does not hold its partition up, and is not lost.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -22,9 +23,10 @@ use async_trait::async_trait;
 use todo_bus::{Batch, DeadLetterMessage, Delivery, EventBus, Membership, Position, Subscription};
 use todo_domain::Topic;
 use todo_store::{DeadLetter, Store, StoreError};
-use todo_telemetry::Metrics;
+use todo_telemetry::{Metrics, Outcome};
 use uuid::Uuid;
 
+use crate::metered::event_type_label;
 use crate::shutdown::ShutdownSignal;
 
 /// Largest batch handed to a handler.
@@ -47,9 +49,41 @@ pub trait Handler: Send + Sync + 'static {
         Membership::Shared
     }
     /// Handles a batch; must be idempotent, since a batch may be delivered again. Returns
-    /// the events it can never handle (kept as dead letters); an `Err` is a failure worth
-    /// retrying (the store was unavailable, ...), and the whole batch is handled again.
-    async fn handle(&self, batch: &[Delivery]) -> anyhow::Result<Vec<Rejected>>;
+    /// the events it can never handle (kept as dead letters) and those whose effect was
+    /// applied before; an `Err` is a failure worth retrying (the store was unavailable,
+    /// ...), and the whole batch is handled again.
+    async fn handle(&self, batch: &[Delivery]) -> anyhow::Result<Handled>;
+}
+
+/// What a handler did with a batch, beyond applying it.
+#[derive(Debug, Default)]
+pub struct Handled {
+    /// Events it can never handle as they are: kept as dead letters.
+    pub rejected: Vec<Rejected>,
+    /// Events whose effect had been applied before (a redelivery): counted as
+    /// `outcome="duplicate"` rather than `ok`.
+    pub duplicates: Vec<Uuid>,
+}
+
+impl Handled {
+    /// `r` cannot be handled.
+    pub fn reject(&mut self, r: Rejected) {
+        self.rejected.push(r);
+    }
+
+    /// The event `id`'s effect was there already.
+    pub fn duplicate(&mut self, id: Uuid) {
+        self.duplicates.push(id);
+    }
+}
+
+impl From<Vec<Rejected>> for Handled {
+    fn from(rejected: Vec<Rejected>) -> Self {
+        Handled {
+            rejected,
+            duplicates: Vec::new(),
+        }
+    }
 }
 
 /// Why a handler cannot handle an event: the `reason` label of
@@ -193,6 +227,21 @@ struct Step<'a> {
     max_attempts: u32,
 }
 
+/// A batch's handling that succeeded: what to dead-letter (with the attempts each took),
+/// and the events that were duplicates.
+struct Attempted {
+    rejected: Vec<(Rejected, u32)>,
+    duplicates: Vec<Uuid>,
+}
+
+/// The events of a handled batch that were not applied now.
+struct Settled {
+    /// Dead-lettered (counted when kept).
+    dead: HashSet<Uuid>,
+    /// Applied before: redeliveries.
+    duplicates: HashSet<Uuid>,
+}
+
 /// How handling ended when it did not succeed.
 enum Failure {
     /// Retrying is pointless now (shutdown): leave the batch uncommitted for redelivery.
@@ -206,17 +255,29 @@ impl Step<'_> {
     async fn attempt(
         &self,
         events: &[Delivery],
-    ) -> Result<Result<Vec<(Rejected, u32)>, anyhow::Error>, Failure> {
+    ) -> Result<Result<Attempted, anyhow::Error>, Failure> {
         let name = self.handler.name();
         let mut attempt = 0;
         let mut unavailable = 0;
         loop {
             match self.handler.handle(events).await {
-                Ok(rejected) => {
-                    return Ok(Ok(rejected.into_iter().map(|r| (r, attempt + 1)).collect()));
+                Ok(handled) => {
+                    let tries = attempt + unavailable + 1;
+                    return Ok(Ok(Attempted {
+                        rejected: handled.rejected.into_iter().map(|r| (r, tries)).collect(),
+                        duplicates: handled.duplicates,
+                    }));
                 }
                 Err(e) => {
                     self.metrics.events.failed(name, "handler");
+                    for d in events {
+                        self.metrics.events.consumed(
+                            name,
+                            &d.at.topic,
+                            event_type_label(&d.event.event_type),
+                            Outcome::Retried,
+                        );
+                    }
                     let waiting = is_unavailable(&e);
                     if waiting {
                         unavailable += 1;
@@ -227,9 +288,10 @@ impl Step<'_> {
                         consumer = name,
                         attempt,
                         events = events.len(),
+                        event_id = %events[0].event.id,
                         store_unavailable = waiting,
                         error = format!("{e:#}"),
-                        "handling a batch failed; retrying"
+                        "event processing failed"
                     );
                     if self.shutdown.is_triggered() && attempt + unavailable >= 3 {
                         tracing::warn!(
@@ -247,21 +309,28 @@ impl Step<'_> {
         }
     }
 
-    /// Handles `batch` and keeps what it gives up on as dead letters. `Err` leaves the
-    /// batch unacknowledged (shutdown, or the letters could not be kept).
-    async fn run(&self, sub: &mut dyn Subscription, batch: &Batch) -> Result<(), Failure> {
+    /// Handles `batch` and keeps what it gives up on as dead letters. Returns the ids of
+    /// the events that were dead-lettered or duplicates (the rest were applied). `Err`
+    /// leaves the batch unacknowledged (shutdown, or the letters could not be kept).
+    async fn run(&self, sub: &mut dyn Subscription, batch: &Batch) -> Result<Settled, Failure> {
         let mut letters: Vec<Letter> = batch.unreadable.iter().map(Letter::unreadable).collect();
+        let mut duplicates = Vec::new();
         if !batch.events.is_empty() {
             match self.attempt(&batch.events).await? {
-                Ok(rejected) => {
-                    letters.extend(rejected.iter().map(|(r, n)| Letter::rejected(r, *n)));
+                Ok(done) => {
+                    letters.extend(done.rejected.iter().map(|(r, n)| Letter::rejected(r, *n)));
+                    duplicates = done.duplicates;
                 }
                 Err(_) => {
                     // Which event fails? Each alone, with its own attempts.
                     for delivery in &batch.events {
                         match self.attempt(std::slice::from_ref(delivery)).await? {
-                            Ok(rejected) => letters
-                                .extend(rejected.iter().map(|(r, n)| Letter::rejected(r, *n))),
+                            Ok(done) => {
+                                letters.extend(
+                                    done.rejected.iter().map(|(r, n)| Letter::rejected(r, *n)),
+                                );
+                                duplicates.extend(done.duplicates);
+                            }
                             Err(e) => {
                                 let r = Rejected::new(
                                     delivery,
@@ -275,8 +344,12 @@ impl Step<'_> {
                 }
             }
         }
+        let settled = Settled {
+            dead: letters.iter().map(|l| l.event_id).collect(),
+            duplicates: duplicates.into_iter().collect(),
+        };
         if letters.is_empty() {
-            return Ok(());
+            return Ok(settled);
         }
         let mut attempt = 0;
         while let Err(e) = self.keep(sub, &letters).await {
@@ -292,7 +365,7 @@ impl Step<'_> {
             }
             tokio::time::sleep(backoff(attempt)).await;
         }
-        Ok(())
+        Ok(settled)
     }
 
     /// Keeps `letters` in the store (one write) and on the bus, then counts and logs each.
@@ -329,6 +402,12 @@ impl Step<'_> {
             self.metrics
                 .events
                 .dead_lettered(consumer, l.reason.as_str());
+            self.metrics.events.consumed(
+                consumer,
+                &l.at.topic,
+                event_type_label(&l.event_type),
+                Outcome::DeadLettered,
+            );
             tracing::error!(
                 consumer,
                 event_id = %l.event_id,
@@ -364,6 +443,12 @@ pub fn event_span(consumer: &'static str, event: &todo_domain::CloudEvent) -> tr
         trace_id = trace.as_ref().map(|t| t.trace_id.as_str()).unwrap_or_default(),
         span_id = trace.as_ref().map(|t| t.span_id.as_str()).unwrap_or_default(),
     )
+}
+
+/// The trace id of the request that caused `event`, from its `traceparent`.
+fn trace_id(event: &todo_domain::CloudEvent) -> Option<&str> {
+    // `version-traceid-spanid-flags`; the metrics check the id's form.
+    event.traceparent.as_deref()?.split('-').nth(1)
 }
 
 /// The pause before retry number `attempt`: 200 ms, doubling, at most 5 s.
@@ -468,19 +553,33 @@ pub async fn run(
             shutdown: &shutdown,
             max_attempts: max_attempts.max(1),
         };
-        if let Err(Failure::GaveUp) = step.run(sub.as_mut(), &batch).await {
-            commit(sub.as_mut(), name, &shutdown).await;
-            running.store(false, Ordering::Release);
-            return;
-        }
+        let settled = match step.run(sub.as_mut(), &batch).await {
+            Ok(settled) => settled,
+            Err(Failure::GaveUp) => {
+                commit(sub.as_mut(), name, &shutdown).await;
+                running.store(false, Ordering::Release);
+                return;
+            }
+        };
         sub.ack(&batch);
         commit_at.get_or_insert_with(|| tokio::time::Instant::now() + COMMIT_EVERY);
         failures = 0;
         let now = chrono::Utc::now();
         for d in &batch.events {
-            metrics.events.handled(name, &d.event.event_type);
+            if settled.dead.contains(&d.event.id) {
+                continue; // counted as dead-lettered
+            }
+            let outcome = if settled.duplicates.contains(&d.event.id) {
+                Outcome::Duplicate
+            } else {
+                Outcome::Ok
+            };
+            let label = event_type_label(&d.event.event_type);
+            metrics.events.consumed(name, &d.at.topic, label, outcome);
             let latency = (now - d.event.time).num_microseconds().unwrap_or(0).max(0) as f64 / 1e6;
-            metrics.events.observe_latency(name, latency);
+            metrics
+                .events
+                .observe_latency(name, latency, trace_id(&d.event));
         }
     }
     commit(sub.as_mut(), name, &shutdown).await;

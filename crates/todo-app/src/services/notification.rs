@@ -19,7 +19,7 @@ use tokio::sync::Notify;
 
 use tracing::Instrument;
 
-use super::consumer::{Handler, Reason, Rejected, event_span};
+use super::consumer::{Handled, Handler, Reason, Rejected, event_span};
 use crate::shutdown::ShutdownSignal;
 
 /// Reminders delivered per transaction.
@@ -89,7 +89,7 @@ impl Planner {
             .store
             .plan_reminder(task.id, &task.user_id, version, &plan, now, traceparent)
             .await?;
-        if let Some(reminder) = &changed {
+        if let Some(todo_store::Planned { reminder, .. }) = &changed {
             tracing::debug!(status = reminder.status.as_str(), remind_at = %reminder.remind_at, "reminder planned");
         }
         Ok(changed.is_some())
@@ -106,7 +106,7 @@ impl Handler for Planner {
         &[Topic::TaskEvents]
     }
 
-    async fn handle(&self, batch: &[Delivery]) -> anyhow::Result<Vec<Rejected>> {
+    async fn handle(&self, batch: &[Delivery]) -> anyhow::Result<Handled> {
         let now = time::now();
         let mut changed = false;
         let mut rejected = Vec::new();
@@ -128,7 +128,7 @@ impl Handler for Planner {
         if changed {
             self.schedule_changed.notify_one();
         }
-        Ok(rejected)
+        Ok(rejected.into())
     }
 }
 
@@ -163,7 +163,7 @@ pub async fn run_scheduler(
                 }
             }
             Err(e) => {
-                tracing::warn!(error = %e, "delivering reminders failed; retrying");
+                tracing::warn!(error = %e, "reminder delivery failed");
                 Duration::from_secs(1)
             }
         };

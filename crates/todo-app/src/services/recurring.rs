@@ -15,7 +15,7 @@ use uuid::Uuid;
 
 use tracing::Instrument;
 
-use super::consumer::{Handler, Reason, Rejected, event_span};
+use super::consumer::{Handled, Handler, Reason, Rejected, event_span};
 
 const SERVICE: &str = "recurring";
 
@@ -56,16 +56,19 @@ impl Recurring {
         Recurring { store, metrics }
     }
 
-    /// Handles one `task.completed` event (the caller passes no other kind). Returns the
-    /// event as rejected when its data is not a task.
-    async fn handle_one(&self, delivery: &Delivery) -> anyhow::Result<Option<Rejected>> {
+    /// Handles one `task.completed` event (the caller passes no other kind): rejected
+    /// when its data is not a task, a duplicate when its next occurrence exists already.
+    async fn handle_one(&self, delivery: &Delivery, handled: &mut Handled) -> anyhow::Result<()> {
         let event = &*delivery.event;
         let done = match event.task_data() {
             Ok(data) => data.task,
-            Err(e) => return Ok(Some(Rejected::new(delivery, Reason::UnreadableData, e))),
+            Err(e) => {
+                handled.reject(Rejected::new(delivery, Reason::UnreadableData, e));
+                return Ok(());
+            }
         };
         if done.recurrence.is_none() {
-            return Ok(None);
+            return Ok(());
         }
         // The anchor day is kept on the stored row; the event carries only the public shape.
         let anchor = self
@@ -84,7 +87,7 @@ impl Recurring {
                 due_at = done.due_at.map(|d| time::format_rfc3339(&d)).unwrap_or_default(),
                 "recurring series ended: no next due date within years 1970-9999"
             );
-            return Ok(None);
+            return Ok(());
         };
         let trace = event
             .traceparent
@@ -108,8 +111,9 @@ impl Recurring {
             tracing::info!(next_task_id = %next.id, "next occurrence created");
         } else {
             self.metrics.events.recurring_completion("already_created");
+            handled.duplicate(event.id);
         }
-        Ok(None)
+        Ok(())
     }
 }
 
@@ -123,8 +127,8 @@ impl Handler for Recurring {
         &[Topic::TaskEvents]
     }
 
-    async fn handle(&self, batch: &[Delivery]) -> anyhow::Result<Vec<Rejected>> {
-        let mut rejected = Vec::new();
+    async fn handle(&self, batch: &[Delivery]) -> anyhow::Result<Handled> {
+        let mut handled = Handled::default();
         for delivery in batch {
             // Only completions concern this consumer; every other type (including one this
             // build does not know) asks nothing of it. Skip them before opening a span.
@@ -132,9 +136,11 @@ impl Handler for Recurring {
                 continue;
             }
             let span = event_span(self.name(), &delivery.event);
-            rejected.extend(self.handle_one(delivery).instrument(span).await?);
+            self.handle_one(delivery, &mut handled)
+                .instrument(span)
+                .await?;
         }
-        Ok(rejected)
+        Ok(handled)
     }
 }
 

@@ -137,7 +137,7 @@ async fn relay(
                         attempt,
                         events = events.len(),
                         error = %e,
-                        "event publish failed; retrying"
+                        "event publish failed"
                     );
                     // At shutdown, leave the batch for the next start (it is republished).
                     if shutdown.is_triggered() {

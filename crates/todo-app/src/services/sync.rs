@@ -14,7 +14,7 @@ use todo_domain::Topic;
 use todo_telemetry::Metrics;
 use tokio::sync::{mpsc, oneshot};
 
-use super::consumer::{Handler, Reason, Rejected};
+use super::consumer::{Handled, Handler, Reason, Rejected};
 
 /// Why the server closes a client.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -127,12 +127,12 @@ impl Hub {
                 if let Some(close) = client.close.take() {
                     let _ = close.send(CloseReason::Slow);
                 }
-                self.metrics.ws.dropped_slow();
                 self.metrics.ws.disconnected();
                 tracing::warn!(
                     user_id,
                     client = client.id,
-                    "WebSocket client too slow; disconnecting"
+                    queue = self.queue,
+                    "WebSocket closed for slowness"
                 );
                 false
             }
@@ -196,7 +196,7 @@ impl Handler for Sync {
         Membership::EveryReplica
     }
 
-    async fn handle(&self, batch: &[Delivery]) -> anyhow::Result<Vec<Rejected>> {
+    async fn handle(&self, batch: &[Delivery]) -> anyhow::Result<Handled> {
         let mut rejected = Vec::new();
         for delivery in batch {
             let Some(user_id) = delivery.event.user_id() else {
@@ -221,7 +221,7 @@ impl Handler for Sync {
                 rejected.push(Rejected::new(delivery, Reason::Unrenderable, e));
             }
         }
-        Ok(rejected)
+        Ok(rejected.into())
     }
 }
 

@@ -317,9 +317,9 @@ pub(super) async fn commit_position(
 pub(super) async fn record_audit(
     client: &impl GenericClient,
     entries: &[AuditEntry],
-) -> Result<u64> {
+) -> Result<Vec<Uuid>> {
     if entries.is_empty() {
-        return Ok(0);
+        return Ok(Vec::new());
     }
     let event_ids: Vec<Uuid> = entries.iter().map(|e| e.event_id).collect();
     let user_ids: Vec<&str> = entries.iter().map(|e| e.user_id.as_str()).collect();
@@ -338,17 +338,21 @@ pub(super) async fn record_audit(
                   WITH ORDINALITY AS e(event_id, user_id, event_type, task_id, occurred_at,
                                        recorded_at, source, data, n)
              ORDER BY n
-             ON CONFLICT (event_id) DO NOTHING",
+             ON CONFLICT (event_id) DO NOTHING
+             RETURNING event_id",
         )
         .await?;
-    Ok(client
-        .execute(
+    let rows = client
+        .query(
             &stmt,
             &[
                 &event_ids, &user_ids, &types, &task_ids, &occurred, &recorded, &sources, &data,
             ],
         )
-        .await?)
+        .await?;
+    rows.iter()
+        .map(|row| Ok(row.try_get::<_, Uuid>(0)?))
+        .collect()
 }
 
 pub(super) async fn list_audit(

@@ -32,8 +32,8 @@ use tokio_postgres::types::ToSql;
 use uuid::Uuid;
 
 use crate::{
-    AuditQuery, DeadLetter, EventLog, PageQuery, Result, Store, StoreError, StoredDeadLetter,
-    StoredEvent, WebhookDelivery, WebhookOutcome,
+    AuditQuery, DeadLetter, EventLog, PageQuery, Planned, PoolState, Result, Store, StoreError,
+    StoredDeadLetter, StoredEvent, WebhookDelivery, WebhookOutcome,
 };
 use events::OutboxRow;
 use tasks::TaskParams;
@@ -195,6 +195,16 @@ impl Store for PostgresStore {
         Ok(())
     }
 
+    fn pools(&self) -> Vec<PoolState> {
+        let status = self.pool.status();
+        vec![PoolState {
+            pool: "postgres",
+            size: status.size as i64,
+            idle: status.available as i64,
+            waiting: status.waiting as i64,
+        }]
+    }
+
     async fn try_lead(&self, name: &str) -> Result<Option<crate::Leadership>> {
         lead::try_lead(&self.config, name).await
     }
@@ -286,7 +296,7 @@ impl Store for PostgresStore {
         dead_letters::list(&self.client().await?, limit).await
     }
 
-    async fn record_audit(&self, entries: &[AuditEntry]) -> Result<u64> {
+    async fn record_audit(&self, entries: &[AuditEntry]) -> Result<Vec<Uuid>> {
         events::record_audit(&self.client().await?, entries).await
     }
 
@@ -306,7 +316,7 @@ impl Store for PostgresStore {
         plan: &ReminderPlan,
         now: Timestamp,
         traceparent: Option<String>,
-    ) -> Result<Option<Reminder>> {
+    ) -> Result<Option<Planned>> {
         let mut client = self.client().await?;
         // Most events change no reminder: settle those with a plain read, and lock only
         // for a change, checked again under the lock.
@@ -324,7 +334,10 @@ impl Store for PostgresStore {
         if pos.is_some() {
             self.bump();
         }
-        Ok(changed)
+        Ok(changed.map(|reminder| Planned {
+            reminder,
+            announced: pos.is_some(),
+        }))
     }
 
     async fn next_reminder_at(&self) -> Result<Option<Timestamp>> {

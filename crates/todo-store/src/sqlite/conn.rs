@@ -100,6 +100,8 @@ const SNAPSHOT_AGE: Duration = Duration::from_millis(2);
 #[derive(Debug)]
 pub(super) struct Readers {
     conns: Vec<Mutex<Slot>>,
+    /// Reads blocked waiting for a busy connection (`todo_store_pool_waiting`).
+    waiting: std::sync::atomic::AtomicI64,
     options: Options,
     /// Commits made by this process's writer so far.
     commits: Arc<AtomicU64>,
@@ -130,9 +132,32 @@ impl Readers {
     pub(super) fn new(options: Options, n: usize, commits: Arc<AtomicU64>) -> Arc<Self> {
         Arc::new(Readers {
             conns: (0..n.max(1)).map(|_| Mutex::new(Slot::default())).collect(),
+            waiting: std::sync::atomic::AtomicI64::new(0),
             options,
             commits,
         })
+    }
+
+    /// The read pool now: connections open, open ones free, reads waiting for one. A
+    /// connection in use counts as open (it has been opened to be used).
+    pub(super) fn pool_state(&self) -> crate::PoolState {
+        let (mut size, mut idle) = (0, 0);
+        for slot in &self.conns {
+            match slot.try_lock() {
+                Ok(slot) if slot.conn.is_some() => {
+                    size += 1;
+                    idle += 1;
+                }
+                Ok(_) => {}
+                Err(_) => size += 1,
+            }
+        }
+        crate::PoolState {
+            pool: "read",
+            size,
+            idle,
+            waiting: self.waiting.load(Ordering::Relaxed).max(0),
+        }
     }
 
     /// Ends snapshots that are out of date on connections nobody is using.
@@ -185,7 +210,9 @@ impl Readers {
         }
         // All busy: wait on one, spread by thread so waiters don't pile onto the first.
         let i = thread_slot() % self.conns.len();
+        self.waiting.fetch_add(1, Ordering::Relaxed);
         let guard = self.conns[i].lock().unwrap_or_else(|p| p.into_inner());
+        self.waiting.fetch_sub(1, Ordering::Relaxed);
         self.run(guard, f)
     }
 

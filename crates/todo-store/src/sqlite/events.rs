@@ -184,6 +184,7 @@ pub(super) fn commit_position(conn: &Connection, consumer: &str, position: i64) 
 
 /// An audit entry as its row: rendered by the caller, so the writer thread only inserts it.
 pub(super) struct AuditRow {
+    id: uuid::Uuid,
     event_id: String,
     user_id: String,
     event_type: String,
@@ -197,6 +198,7 @@ pub(super) struct AuditRow {
 impl AuditRow {
     pub(super) fn new(entry: &AuditEntry) -> Result<Self> {
         Ok(AuditRow {
+            id: entry.event_id,
             event_id: entry.event_id.to_string(),
             user_id: entry.user_id.clone(),
             event_type: entry.event_type.clone(),
@@ -210,14 +212,14 @@ impl AuditRow {
 }
 
 /// Records audit rows, skipping event ids already recorded; returns how many were new.
-pub(super) fn record_audit(conn: &Connection, rows: &[AuditRow]) -> Result<u64> {
+pub(super) fn record_audit(conn: &Connection, rows: &[AuditRow]) -> Result<Vec<uuid::Uuid>> {
     let mut stmt = conn.prepare_cached(
         "INSERT INTO audit_log (event_id, user_id, event_type, task_id, occurred_at, recorded_at, source, data)
          VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (event_id) DO NOTHING",
     )?;
-    let mut inserted = 0;
+    let mut inserted = Vec::new();
     for row in rows {
-        inserted += stmt.execute(params![
+        let new = stmt.execute(params![
             row.event_id,
             row.user_id,
             row.event_type,
@@ -226,7 +228,10 @@ pub(super) fn record_audit(conn: &Connection, rows: &[AuditRow]) -> Result<u64> 
             row.recorded_at,
             row.source,
             row.data,
-        ])? as u64;
+        ])? > 0;
+        if new {
+            inserted.push(row.id);
+        }
     }
     Ok(inserted)
 }

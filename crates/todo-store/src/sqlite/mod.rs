@@ -28,8 +28,8 @@ use todo_domain::{AuditEntry, CloudEvent, Reminder, ReminderPlan, Task, TaskQuer
 use uuid::Uuid;
 
 use crate::{
-    AuditQuery, DeadLetter, EventLog, PageQuery, Result, Store, StoreError, StoredDeadLetter,
-    StoredEvent, TailRead, WebhookDelivery, WebhookOutcome,
+    AuditQuery, DeadLetter, EventLog, PageQuery, Planned, PoolState, Result, Store, StoreError,
+    StoredDeadLetter, StoredEvent, TailRead, WebhookDelivery, WebhookOutcome,
 };
 use checkpoint::Checkpointer;
 use conn::{Options, Readers};
@@ -139,6 +139,10 @@ impl Store for SqliteStore {
         self.writer.write(|_| Ok(())).await
     }
 
+    fn pools(&self) -> Vec<PoolState> {
+        vec![self.readers.pool_state(), self.writer.pool_state()]
+    }
+
     async fn migrate(&self) -> Result<()> {
         // Migrations run when the store is opened; this confirms the file is current.
         let version = self.readers.read_now(migrate::version).await?;
@@ -246,7 +250,7 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn record_audit(&self, entries: &[AuditEntry]) -> Result<u64> {
+    async fn record_audit(&self, entries: &[AuditEntry]) -> Result<Vec<Uuid>> {
         let rows = entries
             .iter()
             .map(AuditRow::new)
@@ -276,7 +280,7 @@ impl Store for SqliteStore {
         plan: &ReminderPlan,
         now: Timestamp,
         traceparent: Option<String>,
-    ) -> Result<Option<Reminder>> {
+    ) -> Result<Option<Planned>> {
         // Most events change no reminder (a task without a due date, a repeated event):
         // settle those with a read, and queue a write only for a change, checked again there.
         let seen = self

@@ -9,7 +9,7 @@ use uuid::Uuid;
 
 use super::writer::WriteCtx;
 use super::{events, rows};
-use crate::{PageQuery, Result, StoreError, WebhookDelivery, WebhookOutcome};
+use crate::{PageQuery, Planned, Result, StoreError, WebhookDelivery, WebhookOutcome};
 
 /// The columns [`reminder`] reads, in its order.
 const REMINDER_COLUMNS: &str = "task_id, user_id, title, remind_at, due_at, status, task_version";
@@ -46,7 +46,7 @@ pub(super) fn plan(
     plan: &ReminderPlan,
     now: Timestamp,
     traceparent: Option<String>,
-) -> Result<Option<Reminder>> {
+) -> Result<Option<Planned>> {
     let existing = get(ctx.conn, task_id)?;
     let Some(next) = plan.apply(existing.as_ref(), task_id, user_id, task_version) else {
         return Ok(None);
@@ -69,12 +69,16 @@ pub(super) fn plan(
             task_version,
             now.timestamp_micros(),
         ])?;
-    if announces_schedule(existing.as_ref(), &next) {
+    let announced = announces_schedule(existing.as_ref(), &next);
+    if announced {
         // Timed under the write lock, so it can't predate a change committed before it.
         let event = next.scheduled_event(todo_domain::time::now().max(now), traceparent);
         events::append(ctx, &events::OutboxRow::new(&event)?)?;
     }
-    Ok(Some(next))
+    Ok(Some(Planned {
+        reminder: next,
+        announced,
+    }))
 }
 
 fn min_time(conn: &Connection, sql: &str) -> Result<Option<Timestamp>> {

@@ -207,6 +207,17 @@ impl Writer {
         Ok(Writer { jobs })
     }
 
+    /// The write "pool": the one writer connection, and the writes queued for it.
+    pub(super) fn pool_state(&self) -> crate::PoolState {
+        let queued = (self.jobs.max_capacity() - self.jobs.capacity()) as i64;
+        crate::PoolState {
+            pool: "write",
+            size: 1,
+            idle: i64::from(queued == 0),
+            waiting: queued,
+        }
+    }
+
     /// Runs `work` in the next batch's transaction and returns its result once that batch
     /// is committed. `work` returning `Err` undoes only its own changes.
     pub(super) async fn write<T, F>(&self, work: F) -> Result<T>

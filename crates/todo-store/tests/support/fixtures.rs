@@ -136,6 +136,19 @@ pub async fn plan(
     version: i64,
     plan: &ReminderPlan,
 ) -> Option<Reminder> {
+    planned(store, task_id, user_id, version, plan)
+        .await
+        .map(|p| p.reminder)
+}
+
+/// Like [`plan`], also saying whether `reminder.scheduled` was appended.
+pub async fn planned(
+    store: &dyn Store,
+    task_id: Uuid,
+    user_id: &str,
+    version: i64,
+    plan: &ReminderPlan,
+) -> Option<todo_store::Planned> {
     store
         .plan_reminder(task_id, user_id, version, plan, t0(), None)
         .await
