@@ -187,4 +187,15 @@ async fn while_postgres_is_down_requests_are_503_problems_in_time_and_all_recove
         .filter_map(|i| i["event_id"].as_str())
         .collect();
     assert_eq!(events.len(), items.len(), "no event audited twice");
+
+    // The outage is logged once when it begins and once when it ends, not per failed call.
+    let messages: Vec<String> = app
+        .logs()
+        .iter()
+        .filter_map(|l| common::log_fields(l))
+        .filter_map(|f| f.get("message").and_then(|m| m.as_str()).map(str::to_owned))
+        .collect();
+    let count = |m: &str| messages.iter().filter(|x| x.as_str() == m).count();
+    assert_eq!(count("database unavailable"), 1, "{messages:?}");
+    assert_eq!(count("database available again"), 1, "{messages:?}");
 }
