@@ -41,7 +41,7 @@ const ERROR_PATTERNS = [
   /todo_ws_closes_total/,
 ];
 // The only variables a PromQL expression may use, and what the PromQL checks put in their place.
-export const PROMQL_SUBSTITUTIONS = [
+const PROMQL_SUBSTITUTIONS = [
   ['$__rate_interval', '1m'],
   ['$__interval', '15s'],
   ['$__range', '1h'],
@@ -110,7 +110,7 @@ function promqlTargets(dashboards) {
   return out;
 }
 
-export function substitutePromql(expr) {
+function substitutePromql(expr) {
   let s = expr;
   for (const [from, to] of PROMQL_SUBSTITUTIONS) s = s.split(from).join(to);
   return s;
@@ -379,11 +379,9 @@ function checkDashboards(dashboards, queries) {
           fail(tw, `target with unknown datasource ${JSON.stringify(t.datasource ?? p.datasource)}`);
         }
       }
-      if (prom || (p.targets ?? []).length) {
-        const exprs = (p.targets ?? []).map((t) => t.expr ?? '').join('\n');
-        if (ERROR_PATTERNS.some((re) => re.test(exprs)) && !hasLogsLink(p)) {
-          fail(pw, `error panel without a link to ${LOGS_LINK_PREFIX}?\${__url_time_range}&\${namespace:queryparam}&\${service:queryparam}`);
-        }
+      const exprs = (p.targets ?? []).map((t) => t.expr ?? '').join('\n');
+      if (prom && ERROR_PATTERNS.some((re) => re.test(exprs)) && !hasLogsLink(p)) {
+        fail(pw, `error panel without a link to ${LOGS_LINK_PREFIX}?\${__url_time_range}&\${namespace:queryparam}&\${service:queryparam}`);
       }
       if (p.type === 'logs' && d.uid !== 'todo-logs') fail(pw, 'logs panels belong on todo-logs');
     }
@@ -466,9 +464,13 @@ if (cmd === 'ts-wrappers') {
       `import type { DashboardJson } from './grafana-json'; export const dashboard: DashboardJson = ${text.trimEnd()};\n`);
   }
 } else if (cmd === 'list-promql') {
-  for (const t of promqlTargets(dashboards)) {
-    process.stdout.write(JSON.stringify({ dashboard: t.dashboard, panel: t.panel, ref_id: t.ref_id, expr: t.expr }) + '\n');
+  if (errors.length) {
+    for (const e of errors) console.error(`FAIL ${e}`);
+    process.exit(1);
   }
+  process.stdout.on('error', (e) => process.exit(e.code === 'EPIPE' ? 0 : 1));
+  process.stdout.write(promqlTargets(dashboards)
+    .map((t) => JSON.stringify({ dashboard: t.dashboard, panel: t.panel, ref_id: t.ref_id, expr: t.expr }) + '\n').join(''));
 } else if (cmd === 'promql-rules') {
   // A Prometheus rules file (JSON is YAML) with one recording rule per expression, for promtool.
   const rules = promqlTargets(dashboards).map((t, i) => ({

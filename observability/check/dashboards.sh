@@ -22,9 +22,19 @@ if [[ $# -gt 0 ]]; then
 fi
 
 step() { printf '\n==> %s\n' "$*"; }
+passed=0
+skipped=0
+# The closing line counts the three checks (type check, LogQL and structure, PromQL):
+# "dashboards: N passed, N failed[, N skipped]".
+summary() { printf '\ndashboards: %d passed, %d failed%s\n' "$passed" "$1" "$([[ $skipped -gt 0 ]] && printf ', %d skipped' "$skipped")"; }
+fail() {
+  echo "FAIL: $*" >&2
+  summary 1
+  exit 1
+}
 
 step "npm ci (pinned: @grafana/schema, typescript, @grafana/lezer-logql)"
-(cd "$here" && npm ci --no-audit --no-fund --loglevel=error)
+(cd "$here" && npm ci --no-audit --no-fund --loglevel=error) || fail "npm ci in $here"
 
 tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT
@@ -38,25 +48,27 @@ if ! (cd "$tmp" && "$here/node_modules/.bin/tsc" --noEmit --strict \
     --target es2022 --module esnext --moduleResolution bundler --pretty false "${wrappers[@]##*/}") >"$tmp/tsc.out" 2>&1; then
   # foo.ts(LINE,COL) -> observability/dashboards/foo.json:LINE:COL (the wrapper keeps the JSON's lines).
   sed -E 's#^([a-z0-9-]+)\.ts\(([0-9]+),([0-9]+)\)#observability/dashboards/\1.json:\2:\3#' "$tmp/tsc.out" >&2
-  echo "FAIL: a dashboard does not type-check as Dashboard" >&2
-  exit 1
+  fail "a dashboard does not type-check as Dashboard"
 fi
 echo "ok: $(( ${#wrappers[@]} - 1 )) dashboards type-check as Dashboard (tsc --strict)"
+passed=$((passed + 1))
 
 step "(b, c) LogQL syntax (lezer-logql) and the structural rules"
-node "$here/check.mjs" lint
+node "$here/check.mjs" lint || fail "LogQL syntax or a structural rule"
+passed=$((passed + 1))
 
 step "(d) PromQL syntax after substituting the Grafana variables (promtool)"
 if command -v promtool >/dev/null 2>&1; then
   node "$here/check.mjs" promql-rules "$tmp/rules.json"
   if ! promtool check rules "$tmp/rules.json" >"$tmp/promtool.out" 2>&1; then
     cat "$tmp/promtool.out" >&2
-    echo "FAIL: a PromQL expression does not parse (dashboard_check:expr_N is line N+1 of --list-promql)" >&2
-    exit 1
+    fail "a PromQL expression does not parse (dashboard_check:expr_N is line N+1 of --list-promql)"
   fi
   echo "ok: $(grep -c '"record"' "$tmp/rules.json") expressions parse ($(promtool --version 2>&1 | head -n 1))"
+  passed=$((passed + 1))
 else
   echo "skipped: promtool not installed (Debian: apt-get install --no-install-recommends prometheus)"
+  skipped=1
 fi
 
-printf '\nall dashboard checks passed\n'
+summary 0
