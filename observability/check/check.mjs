@@ -359,12 +359,15 @@ function checkDashboards(dashboards, queries) {
     if (!Number.isInteger(d.schemaVersion) || d.schemaVersion < 41) fail(where, `schemaVersion ${d.schemaVersion} is not an integer >= 41`);
     checkVariables(where, d);
     const ids = new Set();
+    const titles = new Set();
     for (const p of panelsOf(d)) {
       const pw = `${where} panel ${JSON.stringify(p.title ?? '')}`;
       if (ids.has(p.id)) fail(pw, `duplicate panel id ${p.id}`);
       ids.add(p.id);
       if (!p.gridPos) fail(pw, 'no gridPos');
       if (p.type !== 'row' && !p.title) fail(pw, 'no title');
+      if (p.type !== 'row' && titles.has(p.title)) fail(pw, 'two panels with this title (a PromQL expression is named by dashboard, panel title and refId)');
+      titles.add(p.title);
       let prom = false;
       for (const t of p.targets ?? []) {
         const tw = `${pw} ${t.refId ?? ''}`;
@@ -473,10 +476,11 @@ if (cmd === 'ts-wrappers') {
     .map((t) => JSON.stringify({ dashboard: t.dashboard, panel: t.panel, ref_id: t.ref_id, expr: t.expr }) + '\n').join(''));
 } else if (cmd === 'promql-rules') {
   // A Prometheus rules file (JSON is YAML) with one recording rule per expression, for promtool.
-  const rules = promqlTargets(dashboards).map((t, i) => ({
-    record: `dashboard_check:expr_${i}`,
+  // Named check:<dashboard>:<panel>:<refId> (slugs), so that a test can pick one by name.
+  const slug = (x) => x.toLowerCase().replace(/[^a-z0-9]+/g, '_').replace(/^_|_$/g, '');
+  const rules = promqlTargets(dashboards).map((t) => ({
+    record: `check:${slug(t.dashboard)}:${slug(t.panel)}:${t.ref_id}`,
     expr: substitutePromql(t.expr),
-    labels: { dashboard: t.dashboard, panel: t.panel, ref_id: t.ref_id },
   }));
   writeFileSync(arg, JSON.stringify({ groups: [{ name: 'dashboards', rules }] }, null, 1) + '\n');
 } else if (cmd === 'lint') {

@@ -8,7 +8,8 @@
 # Checks: (a) each dashboard type-checks against Dashboard of @grafana/schema (tsc --strict);
 # (b) every LogQL query (queries.json and every Loki target) parses with lezer-logql;
 # (c) the structural rules (see observability/README.md); (d) when promtool is installed,
-# every PromQL expression, with the variables substituted, parses.
+# every PromQL expression, with the variables substituted, parses, and the SLO and error-ratio
+# panels give the expected values on the synthetic series of promql.test.yml.
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -57,14 +58,21 @@ step "(b, c) LogQL syntax (lezer-logql) and the structural rules"
 node "$here/check.mjs" lint || fail "LogQL syntax or a structural rule"
 passed=$((passed + 1))
 
-step "(d) PromQL syntax after substituting the Grafana variables (promtool)"
+step "(d) PromQL after substituting the Grafana variables: syntax, and values on test series (promtool)"
 if command -v promtool >/dev/null 2>&1; then
   node "$here/check.mjs" promql-rules "$tmp/rules.json"
   if ! promtool check rules "$tmp/rules.json" >"$tmp/promtool.out" 2>&1; then
     cat "$tmp/promtool.out" >&2
-    fail "a PromQL expression does not parse (dashboard_check:expr_N is line N+1 of --list-promql)"
+    fail "a PromQL expression does not parse (rules are named check:<dashboard>:<panel>:<refId>)"
   fi
   echo "ok: $(grep -c '"record"' "$tmp/rules.json") expressions parse ($(promtool --version 2>&1 | head -n 1))"
+  # The SLO and error-ratio panels on synthetic series (promql.test.yml).
+  cp "$here/promql.test.yml" "$tmp/promql.test.yml"
+  if ! promtool test rules "$tmp/promql.test.yml" >"$tmp/promtool.out" 2>&1; then
+    cat "$tmp/promtool.out" >&2
+    fail "a PromQL panel gives the wrong value on the series of promql.test.yml"
+  fi
+  echo "ok: the SLO and error-ratio panels give the expected values on the series of promql.test.yml"
   passed=$((passed + 1))
 else
   echo "skipped: promtool not installed (Debian: apt-get install --no-install-recommends prometheus)"
