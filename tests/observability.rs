@@ -204,3 +204,85 @@ async fn labels_stay_bounded_and_process_pool_and_websocket_series_are_present()
     .await;
     assert!(open.is_some(), "todo_ws_connections back to 0");
 }
+
+/// Without `TODO_FAULTS_ENABLED` the fault routes do not exist; with it, a share of API
+/// requests fails (counted as 5xx) and a consumer made slow falls behind, visibly in its
+/// lag, until the faults are cleared.
+#[tokio::test]
+async fn the_fault_switch_is_refused_unless_enabled_and_then_fails_requests_and_slows_a_consumer() {
+    let plain = TestApp::spawn_with(Options::default()).await;
+    let reply = send(
+        plain
+            .client
+            .put(format!("{}/admin/faults", plain.base))
+            .json(&json!({"http_error_percent": 100})),
+    )
+    .await;
+    assert_eq!(
+        reply.status, 404,
+        "no fault routes by default: {}",
+        reply.text
+    );
+
+    let app = TestApp::spawn_with(Options::default().env("TODO_FAULTS_ENABLED", "true")).await;
+    app.wait_ready().await;
+    let put = |body: serde_json::Value| {
+        send(
+            app.client
+                .put(format!("{}/admin/faults", app.base))
+                .json(&body),
+        )
+    };
+    let refused = put(json!({"consumer_delay_ms": {"billing": 5}})).await;
+    assert_eq!(refused.status, 400, "{}", refused.text);
+    assert!(
+        refused.text.contains("unknown consumer"),
+        "{}",
+        refused.text
+    );
+
+    let set = put(json!({"http_error_percent": 100})).await;
+    assert_eq!(set.status, 200, "{}", set.text);
+    let failed = send(app.request(Method::GET, "alice", "/tasks")).await;
+    assert_eq!(failed.status, 500, "{}", failed.text);
+    assert!(failed.text.contains("fault-injected"), "{}", failed.text);
+    app.wait_metric(
+        "todo_http_requests_total",
+        &["service=\"api\"", "status_class=\"5xx\""],
+        1.0,
+    )
+    .await;
+    let ready = send(app.client.get(format!("{}/readyz", app.base))).await;
+    assert_eq!(ready.status, 200, "only /api routes fail");
+
+    // Audit spends 200 ms per event: 30 creations leave it seconds behind.
+    let set = put(json!({"consumer_delay_ms": {"audit": 200}})).await;
+    assert_eq!(set.status, 200, "{}", set.text);
+    for i in 0..30 {
+        app.create_titled("alice", &format!("slow {i}")).await;
+    }
+    let audit = ["consumer=\"audit\"", "topic=\"task-events\""];
+    app.wait_metric("todo_consumer_lag_events", &audit, 5.0)
+        .await;
+    let text = app.metrics().await;
+    assert!(
+        metric_sample(
+            &text,
+            "todo_consumer_lag_events",
+            &["consumer=\"sync\"", "topic=\"task-events\""]
+        )
+        .is_some_and(|lag| lag < 5.0),
+        "only audit is slowed:\n{text}"
+    );
+    let cleared = put(json!({})).await;
+    assert_eq!(cleared.status, 200, "{}", cleared.text);
+    let caught_up = eventually(Duration::from_secs(30), || async {
+        let text = app.metrics().await;
+        (metric_sample(&text, "todo_consumer_lag_events", &audit) == Some(0.0)).then_some(())
+    })
+    .await;
+    assert!(
+        caught_up.is_some(),
+        "audit catches up once the delay is cleared"
+    );
+}

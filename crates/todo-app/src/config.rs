@@ -494,6 +494,11 @@ pub struct ServeSettings {
     #[arg(long, env = "TODO_WS_QUEUE", default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..=65536))]
     pub ws_queue: u32,
 
+    /// Routes `GET`/`PUT /admin/faults`, which slow a consumer or fail a share of API
+    /// requests on demand (failure drills, alert tests). Never in production.
+    #[arg(long, env = "TODO_FAULTS_ENABLED", default_value_t = false, action = clap::ArgAction::Set)]
+    pub faults_enabled: bool,
+
     /// Seconds between WebSocket pings; a client that leaves two pings unanswered is
     /// dropped at the next one.
     #[arg(long, env = "TODO_WS_PING_SECS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]

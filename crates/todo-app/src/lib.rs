@@ -8,6 +8,7 @@
 //!   consumers, each a handler driven by one generic consumer loop.
 
 pub mod config;
+pub mod faults;
 pub mod http;
 pub mod metered;
 pub mod services;

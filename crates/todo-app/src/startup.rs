@@ -140,6 +140,7 @@ impl Application {
             ws_ping: Duration::from_secs(settings.ws_ping_secs),
             request_timeout: Duration::from_millis(settings.request_timeout_ms),
             cors_origins: settings.cors_origins.clone(),
+            faults: Arc::new(crate::faults::Faults::new(settings.faults_enabled)),
             openapi: Arc::default(),
         });
         Ok(Application {
@@ -255,6 +256,7 @@ impl Application {
                 state.metrics.clone(),
                 running,
                 self.max_attempts,
+                state.faults.clone(),
                 state.shutdown.clone(),
             ));
         }

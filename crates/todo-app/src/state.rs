@@ -58,6 +58,8 @@ pub struct Shared {
     pub request_timeout: Duration,
     /// Origins whose browser pages may call the API and open the WebSocket.
     pub cors_origins: CorsOrigins,
+    /// Fault injection (`TODO_FAULTS_ENABLED`), for drills and alert tests.
+    pub faults: Arc<crate::faults::Faults>,
     /// The OpenAPI document, set once the router is built.
     pub openapi: Arc<std::sync::OnceLock<serde_json::Value>>,
 }

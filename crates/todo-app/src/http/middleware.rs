@@ -92,7 +92,19 @@ pub async fn observe(State(state): State<AppState>, mut request: Request, next: 
         done: false,
     };
     state.metrics.http.in_flight_inc();
-    let mut response = next.run(request).instrument(span).await;
+    let mut response = if finish.route.starts_with("/api/") && state.faults.fail_request() {
+        let _enter = span.enter();
+        tracing::warn!("fault injected: answering 500");
+        problem(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "fault-injected",
+            "a fault was injected (TODO_FAULTS_ENABLED, PUT /admin/faults)".into(),
+            None,
+        )
+        .into_response()
+    } else {
+        next.run(request).instrument(span).await
+    };
     if let Ok(value) = HeaderValue::from_str(&request_id) {
         response.headers_mut().insert(REQUEST_ID.clone(), value);
     }

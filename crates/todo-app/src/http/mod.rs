@@ -8,6 +8,7 @@ pub mod cors;
 pub mod dapr;
 pub mod error;
 pub mod extract;
+pub mod faults;
 pub mod lists;
 pub mod middleware;
 pub mod openapi;
@@ -88,8 +89,14 @@ pub fn router_with(state: AppState, extra: Router<AppState>) -> Router {
     let mut doc = serde_json::to_value(&doc).unwrap_or_default();
     openapi::finish(&mut doc);
     let _ = state.openapi.set(doc);
+    let mut router = router.merge(extra);
+    if state.faults.enabled() {
+        router = router.route(
+            "/admin/faults",
+            axum::routing::get(faults::show).put(faults::set),
+        );
+    }
     let mut router = router
-        .merge(extra)
         .fallback(middleware::not_found)
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),

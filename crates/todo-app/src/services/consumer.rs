@@ -490,6 +490,7 @@ pub async fn run(
     metrics: Arc<Metrics>,
     running: Arc<AtomicBool>,
     max_attempts: u32,
+    faults: Arc<crate::faults::Faults>,
     mut shutdown: ShutdownSignal,
 ) {
     let name = handler.name();
@@ -545,6 +546,9 @@ pub async fn run(
                 continue;
             }
         };
+        if let Some(delay) = faults.consumer_delay(name, batch.events.len()) {
+            tokio::time::sleep(delay).await; // a drill: this consumer made slow on purpose
+        }
         // Handle even if shutdown arrives meanwhile: finish what is in flight.
         let step = Step {
             handler: handler.as_ref(),
