@@ -10,7 +10,9 @@
 #
 # NAME: api, recurring, notification, sync, audit, proxy, broker (TODO_BUS=kafka) or
 # postgres (TODO_SPLIT_PRIVATE_PG=1). DIR keeps data, logs (DIR/logs/NAME.log), PIDs and
-# DIR/env (BASE_URL, TODO_JWT_SECRET, DATABASE_URL, KAFKA_BROKERS). See docs/split-deployment.md.
+# DIR/env (BASE_URL, TODO_JWT_SECRET, DATABASE_URL, KAFKA_BROKERS), and
+# DIR/prometheus-targets.json (every service's /metrics, for scripts/observability.sh).
+# See docs/split-deployment.md.
 set -euo pipefail
 
 # The bus when TODO_BUS is unset: the broker, as in production (`memory` runs without one).
@@ -596,6 +598,7 @@ cmd_up() {
   write_nginx_conf
   start_proxy
 
+  write_scrape_targets
   trap - EXIT
   {
     echo "BASE_URL=http://127.0.0.1:$PROXY_PORT"
@@ -605,6 +608,22 @@ cmd_up() {
   } >"$DIR/env"
   chmod 600 "$DIR/env"
   say "up: BASE_URL=http://127.0.0.1:$PROXY_PORT (settings in $DIR/env, logs in $DIR/logs)"
+}
+
+# DIR/prometheus-targets.json: each service's /metrics as a Prometheus file_sd target, with
+# the labels the rules and dashboards select on (job todo-<service>, namespace local).
+write_scrape_targets() {
+  local name port_var sep=""
+  {
+    echo "["
+    for name in "${SERVICES[@]}"; do
+      port_var="PORT_$name"
+      printf '%s  {"targets": ["127.0.0.1:%s"], "labels": {"job": "todo-%s", "namespace": "local"}}' \
+        "$sep" "${!port_var}" "$name"
+      sep=$',\n'
+    done
+    printf '\n]\n'
+  } >"$DIR/prometheus-targets.json"
 }
 
 up_failed() {

@@ -62,6 +62,39 @@ async fn timed<T>(
     result
 }
 
+/// Every operation name the wrappers time (the `op` label); their error series are created
+/// at zero on start.
+pub const STORE_OPS: [&str; 28] = [
+    "claim_webhooks",
+    "commit_position",
+    "consumer_position",
+    "count_events_after",
+    "delete_task",
+    "deliver_due_reminders",
+    "finish_webhook",
+    "get_task",
+    "insert_task",
+    "last_event_seq",
+    "list_audit",
+    "list_dead_letters",
+    "list_notifications",
+    "list_reminders",
+    "list_tasks",
+    "migrate",
+    "next_reminder_at",
+    "next_webhook_at",
+    "oldest_event_after",
+    "ping",
+    "ping_writer",
+    "plan_reminder",
+    "prune_events",
+    "read_events",
+    "record_audit",
+    "record_dead_letters",
+    "spawn_next_occurrence",
+    "update_task",
+];
+
 /// The `type` label of an event type: known types as they are, anything else `other`.
 pub(crate) fn event_type_label(event_type: &str) -> &'static str {
     todo_domain::EventType::ALL
@@ -408,5 +441,31 @@ impl EventLog for MeteredLog {
             self.inner.commit_position(consumer, position),
         )
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::STORE_OPS;
+
+    #[test]
+    fn every_timed_operation_is_listed() {
+        let source = include_str!("metered.rs");
+        let mut timed: Vec<&str> = source
+            .match_indices("timed(")
+            .filter_map(|(at, _)| {
+                let rest = source[at + "timed(".len()..].trim_start();
+                let name = rest.strip_prefix('"')?;
+                name.split('"').next()
+            })
+            .filter(|name| name.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'))
+            .collect();
+        timed.sort_unstable();
+        timed.dedup();
+        assert!(timed.len() > 20, "{timed:?}");
+        assert_eq!(
+            timed, STORE_OPS,
+            "STORE_OPS lists exactly the timed operations"
+        );
     }
 }

@@ -41,6 +41,8 @@ pub struct Application {
     publisher: Option<Arc<dyn Publisher>>,
     /// Attempts before a failing event is dead-lettered.
     max_attempts: u32,
+    /// The broker's name of each topic (none on the in-process bus), for metric labels.
+    broker_topics: Option<Vec<(todo_domain::Topic, String)>>,
     /// The Dapr bus, whose subscription routes this process serves.
     #[cfg(feature = "dapr")]
     dapr: Option<Arc<todo_bus::dapr::DaprBus>>,
@@ -61,6 +63,7 @@ impl Application {
             .await
             .context("cannot open the store named by DATABASE_URL")?;
         let outage = Outage::default();
+        metrics.store.init(&crate::metered::STORE_OPS);
         let store: Arc<dyn todo_store::Store> = Arc::new(MeteredStore::new(
             backend.store,
             metrics.clone(),
@@ -87,10 +90,13 @@ impl Application {
         let outbox: Arc<dyn EventBus> = Arc::new(MemoryBus::new(log.clone()));
         #[cfg(feature = "dapr")]
         let mut dapr = None;
+        #[allow(unused_mut)] // set only by the broker buses, which are features
+        let mut broker_topics = None;
         let (bus, publisher): (Arc<dyn EventBus>, Option<Arc<dyn Publisher>>) = match settings.bus {
             BusKind::Memory => (outbox.clone(), None),
             #[cfg(feature = "kafka")]
             BusKind::Kafka => {
+                broker_topics = Some(topic_names(&settings.topics.names()));
                 let config = settings.kafka.config(
                     settings.kafka_brokers.as_deref().unwrap_or_default(),
                     settings.topics.names(),
@@ -100,6 +106,7 @@ impl Application {
             }
             #[cfg(feature = "dapr")]
             BusKind::Dapr => {
+                broker_topics = Some(topic_names(&settings.topics.names()));
                 let config = settings.dapr.config(settings.topics.names())?;
                 let bus = Arc::new(todo_bus::dapr::DaprBus::new(config)?);
                 dapr = Some(bus.clone());
@@ -157,6 +164,7 @@ impl Application {
             outbox,
             publisher,
             max_attempts: settings.consumer_max_attempts,
+            broker_topics,
             #[cfg(feature = "dapr")]
             dapr,
             #[cfg(feature = "dapr")]
@@ -168,6 +176,36 @@ impl Application {
     /// The bound address (useful with port 0).
     pub fn local_addr(&self) -> anyhow::Result<SocketAddr> {
         Ok(self.listener.local_addr()?)
+    }
+
+    /// The name a delivery from `topic` carries: the broker's topic name, or the logical one.
+    fn topic_label(&self, topic: todo_domain::Topic) -> String {
+        self.broker_topics
+            .as_ref()
+            .and_then(|names| names.iter().find(|(t, _)| *t == topic))
+            .map_or_else(|| topic.as_str().to_owned(), |(_, name)| name.clone())
+    }
+
+    /// The topics a consumer of `topics` gets deliveries from, as labelled, with the event
+    /// types each carries. The in-process bus delivers the fan-out topic's events under
+    /// their own topics.
+    fn consumed_topics(&self, topics: &[todo_domain::Topic]) -> Vec<(String, Vec<&'static str>)> {
+        use todo_domain::{EventType, Topic};
+        let topics = match self.broker_topics {
+            Some(_) => topics.to_vec(),
+            None => Topic::in_outbox(topics),
+        };
+        topics
+            .into_iter()
+            .map(|topic| {
+                let types = EventType::ALL
+                    .into_iter()
+                    .filter(|t| topic == Topic::TaskUpdates || t.topic() == topic)
+                    .map(EventType::as_str)
+                    .collect();
+                (self.topic_label(topic), types)
+            })
+            .collect()
     }
 
     fn spawn_services(&self, tasks: &mut JoinSet<()>) {
@@ -214,6 +252,12 @@ impl Application {
         if let Some(publisher) = &self.publisher
             && state.services.contains(Service::Api)
         {
+            let topics: Vec<String> = todo_domain::Topic::ALL
+                .into_iter()
+                .map(|t| self.topic_label(t))
+                .collect();
+            let topics: Vec<&str> = topics.iter().map(String::as_str).collect();
+            state.metrics.events.init_relay(&topics);
             let in_flight = Arc::new(relay::InFlight::default());
             tasks.spawn(relay::run(
                 state.store.clone(),
@@ -246,6 +290,15 @@ impl Application {
                 retention,
                 state.shutdown.clone(),
             ));
+        }
+        for handler in &handlers {
+            // Every series of the consumer at zero, under the topic names deliveries carry.
+            let topics = self.consumed_topics(handler.topics());
+            let topics: Vec<(&str, &[&'static str])> = topics
+                .iter()
+                .map(|(topic, types)| (topic.as_str(), types.as_slice()))
+                .collect();
+            state.metrics.events.init_consumer(handler.name(), &topics);
         }
         for handler in handlers {
             let running = state.readiness.register(handler.name());
@@ -352,4 +405,13 @@ impl Application {
         tracing::info!("stopped");
         Ok(())
     }
+}
+
+/// Each topic's broker name.
+#[cfg(any(feature = "kafka", feature = "dapr"))]
+fn topic_names(names: &todo_bus::TopicNames) -> Vec<(todo_domain::Topic, String)> {
+    todo_domain::Topic::ALL
+        .into_iter()
+        .map(|t| (t, names.name(t).to_owned()))
+        .collect()
 }

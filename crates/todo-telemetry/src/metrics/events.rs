@@ -27,6 +27,14 @@ pub enum Outcome {
 }
 
 impl Outcome {
+    /// Every outcome.
+    pub const ALL: [Outcome; 4] = [
+        Outcome::Ok,
+        Outcome::Duplicate,
+        Outcome::Retried,
+        Outcome::DeadLettered,
+    ];
+
     /// The label value.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -37,6 +45,19 @@ impl Outcome {
         }
     }
 }
+
+/// The `kind`s of `todo_event_handler_failures_total`.
+pub const FAILURE_KINDS: [&str; 5] = ["handler", "commit", "unavailable", "failed", "unsupported"];
+
+/// The `reason`s of `todo_events_dead_lettered_total`.
+pub const DEAD_LETTER_REASONS: [&str; 6] = [
+    "unreadable_data",
+    "unknown_type",
+    "no_user_id",
+    "unrenderable",
+    "unreadable_envelope",
+    "retries_exhausted",
+];
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ConsumedLabels {
@@ -171,6 +192,56 @@ impl EventMetrics {
         m
     }
 
+    /// Creates, at zero, every series of `consumer`: consumed for each topic it reads
+    /// (with the event types that topic carries) and each outcome, its failures by kind, its
+    /// dead letters by reason, and its latency histogram. A series that exists at zero
+    /// makes `rate()` and alerts read 0 instead of nothing before the first occurrence.
+    pub fn init_consumer(&self, consumer: &'static str, topics: &[(&str, &[&'static str])]) {
+        for (topic, types) in topics {
+            for r#type in *types {
+                for outcome in Outcome::ALL {
+                    let _ = self.consumed.get_or_create(&ConsumedLabels {
+                        consumer,
+                        topic: (*topic).to_owned(),
+                        r#type,
+                        outcome: outcome.as_str(),
+                    });
+                }
+            }
+        }
+        for kind in FAILURE_KINDS {
+            let _ = self
+                .failures
+                .get_or_create(&FailureLabels { consumer, kind });
+        }
+        for reason in DEAD_LETTER_REASONS {
+            let _ = self
+                .dead_lettered
+                .get_or_create(&DeadLetterLabels { consumer, reason });
+        }
+        let _ = self.latency.get_or_create(&ConsumerLabels { consumer });
+    }
+
+    /// Creates, at zero, the relay's series: relayed per topic, its failures and dead
+    /// letters (see [`EventMetrics::init_consumer`]).
+    pub fn init_relay(&self, topics: &[&str]) {
+        for topic in topics {
+            let _ = self.relayed.get_or_create(&TopicLabels {
+                topic: (*topic).to_owned(),
+            });
+        }
+        for kind in FAILURE_KINDS {
+            let _ = self.failures.get_or_create(&FailureLabels {
+                consumer: "relay",
+                kind,
+            });
+        }
+        let _ = self.dead_lettered.get_or_create(&DeadLetterLabels {
+            consumer: "relay",
+            reason: "unreadable_envelope",
+        });
+    }
+
     /// `n` events of `event_type` were committed to the outbox for `topic`.
     pub fn published(&self, topic: &str, event_type: &'static str, n: u64) {
         self.published
@@ -255,5 +326,11 @@ impl EventMetrics {
         self.recurring
             .get_or_create(&OutcomeLabels { outcome })
             .inc();
+    }
+
+    pub(super) fn init(&self) {
+        for outcome in ["created", "already_created", "series_ended"] {
+            let _ = self.recurring.get_or_create(&OutcomeLabels { outcome });
+        }
     }
 }

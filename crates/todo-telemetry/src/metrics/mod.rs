@@ -119,6 +119,9 @@ impl Metrics {
                 revision: option_env!("TODO_BUILD_REVISION").unwrap_or("unknown"),
             }),
         );
+        events.init();
+        ws.init();
+        reminders.init();
         Arc::new(Metrics {
             registry: Mutex::new(root),
             http,

@@ -48,6 +48,12 @@ impl ReminderMetrics {
         metrics
     }
 
+    pub(super) fn init(&self) {
+        for outcome in ["delivered", "retry", "failed"] {
+            let _ = self.webhooks.get_or_create(&OutcomeLabels { outcome });
+        }
+    }
+
     /// A reminder was scheduled, or moved to another time.
     pub fn scheduled(&self) {
         self.scheduled.inc();

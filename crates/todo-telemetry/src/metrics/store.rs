@@ -11,6 +11,15 @@ use prometheus_client::registry::{Registry, Unit};
 
 use super::{fast_histogram, sanitize_seconds};
 
+/// The `kind`s of `todo_store_errors_total` (the store's error kinds that are failures).
+pub const ERROR_KINDS: [&str; 5] = [
+    "unavailable",
+    "database",
+    "corrupt",
+    "unsupported",
+    "migrate",
+];
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct OpLabels {
     op: &'static str,
@@ -47,6 +56,16 @@ impl StoreMetrics {
             metrics.errors.clone(),
         );
         metrics
+    }
+
+    /// Creates, at zero, the error series of every operation in `ops` and every kind, so
+    /// error rates and alerts read 0 rather than nothing while all is well.
+    pub fn init(&self, ops: &[&'static str]) {
+        for op in ops {
+            for kind in ERROR_KINDS {
+                let _ = self.errors.get_or_create(&ErrorLabels { op, kind });
+            }
+        }
     }
 
     /// Observes how long store operation `op` took (successful or not).

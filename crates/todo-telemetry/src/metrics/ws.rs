@@ -69,6 +69,19 @@ impl WsMetrics {
         metrics
     }
 
+    pub(super) fn init(&self) {
+        for reason in [
+            WsCloseReason::Client,
+            WsCloseReason::SlowConsumer,
+            WsCloseReason::Shutdown,
+            WsCloseReason::Error,
+        ] {
+            let _ = self.closes.get_or_create(&CloseLabels {
+                reason: reason.as_str(),
+            });
+        }
+    }
+
     /// A client connected; pair with [`WsMetrics::disconnected`].
     pub fn connected(&self) {
         self.connections.inc();
