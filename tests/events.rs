@@ -310,26 +310,10 @@ fn webhook_options(receiver: &Receiver) -> Options {
 /// Runs `todo serve` with `args` and `env` (on top of a clean, valid base) and returns its exit status
 /// and stderr; fails if it is still running after 10 s.
 async fn run_binary(args: &[&str], env: &[(&str, &str)]) -> (std::process::ExitStatus, String) {
-    let dir = tempfile::tempdir().unwrap();
-    let mut command = tokio::process::Command::new(common::binary());
-    command
-        .arg("serve")
-        .args(args)
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("TODO_LISTEN_ADDR", "127.0.0.1:0")
-        .env("TODO_DATA_DIR", dir.path())
-        .env("TODO_JWT_SECRET", common::secret())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true);
-    for (k, v) in env {
-        command.env(k, v);
-    }
-    let output = tokio::time::timeout(Duration::from_secs(10), command.output())
-        .await
-        .expect("the binary kept running on a bad setting")
-        .unwrap();
+    let args: Vec<&str> = std::iter::once("serve")
+        .chain(args.iter().copied())
+        .collect();
+    let output = common::run_to_exit(&args, env, Duration::from_secs(10)).await;
     (
         output.status,
         String::from_utf8_lossy(&output.stderr).into_owned(),

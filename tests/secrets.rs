@@ -354,26 +354,12 @@ async fn no_secret_token_or_signature_reaches_the_output_of_a_server_at_trace() 
     );
 }
 
-/// Runs `todo <args>` with `env` until it exits (at most 20 s); its stdout and stderr.
+/// Runs `todo <args>` at `RUST_LOG=debug` with the JWT secret and `env` until it exits (at
+/// most 20 s); its exit code, and its stdout and stderr.
 async fn run(args: &[&str], env: &[(&str, &str)]) -> (Option<i32>, String) {
-    let dir = tempfile::tempdir().unwrap();
-    let mut command = tokio::process::Command::new(common::binary());
-    command
-        .args(args)
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("TODO_LISTEN_ADDR", "127.0.0.1:0")
-        .env("TODO_DATA_DIR", dir.path())
-        .env("TODO_JWT_SECRET", JWT_SECRET)
-        .env("RUST_LOG", "debug")
-        .kill_on_drop(true);
-    for (k, v) in env {
-        command.env(k, v);
-    }
-    let out = tokio::time::timeout(Duration::from_secs(20), command.output())
-        .await
-        .expect("the binary exits within 20 s")
-        .unwrap();
+    let mut all = vec![("TODO_JWT_SECRET", JWT_SECRET), ("RUST_LOG", "debug")];
+    all.extend_from_slice(env);
+    let out = common::run_to_exit(args, &all, Duration::from_secs(20)).await;
     (
         out.status.code(),
         format!(

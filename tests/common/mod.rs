@@ -615,6 +615,32 @@ pub fn leaks(lines: &[String], needles: &[(String, String)]) -> Vec<(String, Str
         .collect()
 }
 
+/// Runs `todo <args>` with a clean environment (a fresh data directory, a free port, the
+/// JWT secret, `env` on top) until it exits; fails if it still runs after `wait`.
+pub async fn run_to_exit(
+    args: &[&str],
+    env: &[(&str, &str)],
+    wait: Duration,
+) -> std::process::Output {
+    let dir = tempfile::tempdir().unwrap();
+    let mut command = Command::new(binary());
+    command
+        .args(args)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("TODO_LISTEN_ADDR", "127.0.0.1:0")
+        .env("TODO_DATA_DIR", dir.path())
+        .env("TODO_JWT_SECRET", secret())
+        .kill_on_drop(true);
+    for (k, v) in env {
+        command.env(k, v);
+    }
+    tokio::time::timeout(wait, command.output())
+        .await
+        .unwrap_or_else(|_| panic!("todo {args:?} still ran after {wait:?}"))
+        .expect("run the todo binary")
+}
+
 /// Waits up to `wait` until `app`'s audit log holds a `task.created` for exactly the tasks
 /// `created`, then checks that no event was recorded twice. A failure shows the logs of
 /// `app` and of `others` (the deployment's other processes).
