@@ -17,6 +17,7 @@ mod dapr_double;
 use std::collections::HashSet;
 use std::time::Duration;
 
+use common::logql::{query_finds, query_lines};
 use common::{Options, TestApp, audited_once, eventually, next_event};
 use dapr_double::{DaprDouble, Subscription};
 
@@ -267,6 +268,39 @@ async fn a_consumer_process_is_not_ready_while_its_sidecar_is_not() {
 
     env.dapr.set_healthy(true);
     workers.wait_ready_within(READY_WAIT).await;
+}
+
+/// While the sidecar refuses publishes, the relay logs `event publish failed` (WARN, what
+/// the `event-publish-failed` query finds) and keeps the batch; once the sidecar takes
+/// messages again the event is published and reaches the consumers, once.
+#[tokio::test]
+async fn a_publish_the_sidecar_refuses_is_logged_and_retried_until_it_is_taken() {
+    let env = Env::new().await;
+    env.dapr.fail_publishes(true);
+    let (app, _) = env.spawn("all").await;
+    let id = app.create_titled("alice", "held back").await;
+    let line = query_finds(&app, "event-publish-failed", &[("service", "todo")]).await;
+    assert!(
+        line["error"].as_str().is_some_and(|e| !e.is_empty()),
+        "{line}"
+    );
+    assert!(line["events"].as_u64().is_some_and(|n| n >= 1), "{line}");
+    assert!(line["attempt"].as_u64().is_some_and(|n| n >= 1), "{line}");
+    assert!(
+        !env.dapr.published().is_empty(),
+        "the relay did call the sidecar"
+    );
+
+    env.dapr.fail_publishes(false);
+    audited_once(&app, &[], "alice", &[id].into(), AUDIT_WAIT).await;
+    // A retried publish is a warning, not an error of the service.
+    let logs = app.logs();
+    assert!(
+        !query_lines(&logs, "service-errors", &[])
+            .iter()
+            .any(|l| l["message"] == "event publish failed"),
+        "{logs:#?}"
+    );
 }
 
 /// A free loopback port, so that a restarted process listens where its sidecar expects it.

@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, SecondsFormat, Utc};
+use common::logql::{assert_query_finds, query_finds, query_lines, query_matches, with_field};
 use common::{Options, TestApp, Ws, eventually, next_event, sqlite_scalar};
 use futures_util::StreamExt;
 use serde_json::{Value, json};
@@ -221,6 +222,8 @@ enum Answer {
     FailFirst(usize),
     /// Holds requests whose reminder title is this for 30 s; 200 for others.
     HangOn(&'static str),
+    /// 500 always.
+    Fail,
 }
 
 /// A webhook receiver on 127.0.0.1:0 recording every request.
@@ -261,6 +264,7 @@ impl Receiver {
                         axum::http::StatusCode::OK
                     }
                     Answer::HangOn(_) => axum::http::StatusCode::OK,
+                    Answer::Fail => axum::http::StatusCode::INTERNAL_SERVER_ERROR,
                 }
             }
         };
@@ -292,38 +296,24 @@ impl Receiver {
 const HOOK_SECRET: &str = "webhook-secret-for-tests";
 
 async fn spawn_with_webhook(receiver: &Receiver) -> TestApp {
-    TestApp::spawn_with(
-        Options::default()
-            .env("TODO_NOTIFY_WEBHOOK_URL", receiver.url.clone())
-            .env("TODO_NOTIFY_WEBHOOK_SECRET", HOOK_SECRET)
-            .env("TODO_NOTIFY_WEBHOOK_RETRY_MS", "100"),
-    )
-    .await
+    TestApp::spawn_with(webhook_options(receiver)).await
+}
+
+/// Settings for a server whose reminders are POSTed to `receiver`, retried after 100 ms.
+fn webhook_options(receiver: &Receiver) -> Options {
+    Options::default()
+        .env("TODO_NOTIFY_WEBHOOK_URL", receiver.url.clone())
+        .env("TODO_NOTIFY_WEBHOOK_SECRET", HOOK_SECRET)
+        .env("TODO_NOTIFY_WEBHOOK_RETRY_MS", "100")
 }
 
 /// Runs `todo serve` with `args` and `env` (on top of a clean, valid base) and returns its exit status
 /// and stderr; fails if it is still running after 10 s.
 async fn run_binary(args: &[&str], env: &[(&str, &str)]) -> (std::process::ExitStatus, String) {
-    let dir = tempfile::tempdir().unwrap();
-    let mut command = tokio::process::Command::new(common::binary());
-    command
-        .arg("serve")
-        .args(args)
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("TODO_LISTEN_ADDR", "127.0.0.1:0")
-        .env("TODO_DATA_DIR", dir.path())
-        .env("TODO_JWT_SECRET", common::secret())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true);
-    for (k, v) in env {
-        command.env(k, v);
-    }
-    let output = tokio::time::timeout(Duration::from_secs(10), command.output())
-        .await
-        .expect("the binary kept running on a bad setting")
-        .unwrap();
+    let args: Vec<&str> = std::iter::once("serve")
+        .chain(args.iter().copied())
+        .collect();
+    let output = common::run_to_exit(&args, env, Duration::from_secs(10)).await;
     (
         output.status,
         String::from_utf8_lossy(&output.stderr).into_owned(),
@@ -611,6 +601,14 @@ async fn a_slow_client_is_closed_with_1008_while_a_reading_client_of_the_same_us
         );
     }
     eprintln!("slow client dropped after {produced} events");
+    let line = query_finds(&app, "websocket-closed-slow", &[("service", "todo")]).await;
+    assert_eq!(line["user_id"], "alice", "{line}");
+    assert_eq!(line["queue"], 4, "{line}");
+    assert_eq!(
+        query_lines(&app.logs(), "websocket-closed-slow", &[]).len(),
+        1,
+        "only the slow client was closed"
+    );
 
     // Now the slow client reads: after what was buffered comes a 1008 close with a reason.
     let (code, reason) = close_frame(&mut slow, Duration::from_secs(10))
@@ -705,6 +703,22 @@ async fn server_pings_keep_an_answering_client_connected_and_drop_a_silent_one()
         "reason: {}",
         String::from_utf8_lossy(&close[2..])
     );
+
+    // Logged as a lost connection, which the websocket-connection-lost query finds; the
+    // answering client was not lost.
+    let line = query_finds(&app, "websocket-connection-lost", &[("service", "todo")]).await;
+    assert_eq!(line["user_id"], "alice", "{line}");
+    assert_eq!(line["error"], "no pong received", "{line}");
+    assert_eq!(
+        query_lines(&app.logs(), "websocket-connection-lost", &[]).len(),
+        1,
+        "only the silent client was lost"
+    );
+    assert!(!query_matches(
+        "websocket-connection-lost",
+        &[],
+        &with_field(&line, "level", "INFO")
+    ));
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1177,6 +1191,41 @@ async fn a_webhook_receiver_failing_twice_gets_exactly_three_attempts() {
 }
 
 #[tokio::test]
+async fn a_webhook_receiver_that_always_fails_is_given_up_after_the_configured_attempts() {
+    let receiver = Receiver::start(Answer::Fail).await;
+    let app = TestApp::spawn_with(
+        webhook_options(&receiver).env("TODO_NOTIFY_WEBHOOK_MAX_ATTEMPTS", "3"),
+    )
+    .await;
+    app.wait_ready().await;
+    let (body, remind_at) = reminding_in("Refused", 1);
+    app.create_task("alice", body).await;
+
+    let until = (remind_at - Utc::now()).to_std().unwrap_or_default() + Duration::from_secs(4);
+    let hits = receiver.wait_for(3, until).await;
+    let id = hits[0].header("x-todo-event-id").to_owned();
+    let line = query_finds(&app, "webhook-given-up", &[("service", "todo")]).await;
+    assert_eq!(line["event_id"], id.as_str(), "{line}");
+    app.wait_metric("todo_webhook_attempts_total", &["outcome=\"failed\""], 1.0)
+        .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(receiver.hits().len(), 3, "no attempt after the last one");
+    let logs = app.logs();
+    assert_eq!(query_lines(&logs, "webhook-given-up", &[]).len(), 1);
+    // The two attempts before were retries: warnings the query passes over.
+    let retried: Vec<&String> = logs
+        .iter()
+        .filter(|l| l.contains("\"message\":\"webhook failed; will retry\""))
+        .collect();
+    assert_eq!(retried.len(), 2, "{logs:#?}");
+    assert!(
+        retried
+            .iter()
+            .all(|l| !query_matches("webhook-given-up", &[], l))
+    );
+}
+
+#[tokio::test]
 async fn a_hanging_webhook_receiver_does_not_delay_another_tasks_reminder() {
     let receiver = Receiver::start(Answer::HangOn("hangs")).await;
     let app = spawn_with_webhook(&receiver).await;
@@ -1540,6 +1589,70 @@ fn inject_event(data_dir: &std::path::Path, event_type: &str, data: Value) -> (S
     (id, conn.last_insert_rowid())
 }
 
+/// A consumer whose write fails (here the audit log refuses inserts: a trigger the test
+/// adds to the server's SQLite file) logs `event processing failed` for each attempt, which
+/// the event-processing-failed query finds, and retries the same batch; once the write
+/// works again the event is recorded once and nothing is dead-lettered.
+#[tokio::test]
+async fn a_consumer_whose_write_fails_logs_each_attempt_and_catches_up_once_it_works() {
+    let app =
+        TestApp::spawn_with(Options::default().env("TODO_CONSUMER_MAX_ATTEMPTS", "100")).await;
+    app.wait_ready().await;
+    let blocker = rusqlite::Connection::open(app.data_dir.join("todo.db")).unwrap();
+    blocker.busy_timeout(Duration::from_secs(10)).unwrap();
+    blocker
+        .execute_batch(
+            "CREATE TRIGGER refuse_audit BEFORE INSERT ON audit_log
+             BEGIN SELECT RAISE(ABORT, 'the audit log refuses writes'); END;",
+        )
+        .unwrap();
+    let task = app
+        .create_task("alice", json!({"title": "audited late"}))
+        .await;
+    let line = query_finds(&app, "event-processing-failed", &[("service", "todo")]).await;
+    assert_eq!(line["consumer"], "audit", "{line}");
+    assert!(
+        line["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("refuses writes")),
+        "{line}"
+    );
+    // Retried: a second attempt is logged too.
+    let again = eventually(Duration::from_secs(10), || async {
+        let lines = query_lines(&app.logs(), "event-processing-failed", &[]);
+        (lines.iter().filter(|l| l["consumer"] == "audit").count() >= 2).then_some(lines)
+    })
+    .await
+    .expect("a second attempt within 10 s");
+    assert!(
+        again
+            .iter()
+            .all(|l| l["event_id"] == line["event_id"] || l["consumer"] != "audit"),
+        "the same batch: {again:#?}"
+    );
+    blocker.execute_batch("DROP TRIGGER refuse_audit").unwrap();
+    drop(blocker);
+
+    let audited = eventually(Duration::from_secs(15), || async {
+        let entries = audit_all(&app, "alice", "event_type=task.created").await;
+        (!entries.is_empty()).then_some(entries)
+    })
+    .await
+    .expect("audited once the write works");
+    assert_eq!(audited.len(), 1, "{audited:#?}");
+    assert_eq!(audited[0]["task_id"], task["id"]);
+    assert_eq!(
+        sqlite_scalar(&app.data_dir, "SELECT COUNT(*) FROM dead_letters").await,
+        0
+    );
+    // Retries are warnings, not errors of the service.
+    assert!(
+        query_lines(&app.logs(), "service-errors", &[])
+            .iter()
+            .all(|l| l["message"] != "event processing failed")
+    );
+}
+
 /// `(consumer, event_id, reason, attempts)` of every dead letter, in a stable order.
 fn dead_letters(data_dir: &std::path::Path) -> Vec<(String, String, String, i64)> {
     let conn = rusqlite::Connection::open_with_flags(
@@ -1685,6 +1798,21 @@ async fn events_consumers_cannot_handle_are_kept_counted_and_logged_and_later_ev
     .await;
     assert_eq!(logged, Some(expected.len()));
     assert!(!app.logs().iter().any(|l| l.contains("skipped")));
+    // The event-dead-lettered query finds exactly these lines, and they are errors of the
+    // service.
+    let logs = app.logs();
+    let found = assert_query_finds(&logs, "event-dead-lettered", &[("service", "todo")]);
+    assert_eq!(found["message"], "event dead-lettered");
+    assert_eq!(
+        query_lines(&logs, "event-dead-lettered", &[]).len(),
+        expected.len()
+    );
+    assert_query_finds(&logs, "service-errors", &[("service", "todo")]);
+    let errors = query_lines(&logs, "service-errors", &[("service", "todo")]);
+    assert!(
+        errors.len() >= expected.len() && errors.iter().all(|l| l["level"] == "ERROR"),
+        "{errors:#?}"
+    );
 
     // Every consumer moved past them and handles what comes next.
     let recurring = app

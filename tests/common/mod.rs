@@ -9,6 +9,7 @@
 //! start one of their own ([`TestApp::spawn_with`]) and are not run against a deployment.
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
+pub mod logql;
 pub mod private_pg;
 pub mod reply;
 
@@ -95,6 +96,9 @@ pub struct TestApp {
     /// Appended to user names against a shared deployment, so tests never see each
     /// other's data; `None` for a server of its own.
     user_suffix: Option<String>,
+    /// The secrets this server was started with ([`secrets_in`]); with every token the
+    /// test minted, none may appear in its output ([`TestApp::assert_no_secrets_logged`]).
+    secrets: Vec<String>,
 }
 
 /// Path of the binary under test.
@@ -134,6 +138,7 @@ impl TestApp {
             logs: Arc::default(),
             _temp: Some(temp),
             user_suffix: Some(uuid::Uuid::new_v4().simple().to_string()[..12].to_owned()),
+            secrets: Vec::new(),
         }
     }
 
@@ -173,6 +178,9 @@ impl TestApp {
         for (k, v) in &options.env {
             command.env(k, v);
         }
+        let mut env = vec![("TODO_JWT_SECRET".to_owned(), secret().to_owned())];
+        env.extend(options.env.iter().cloned());
+        let secrets = secrets_in(&env);
         let mut child = command.spawn().expect("start the todo binary");
         let logs = Arc::new(Mutex::new(Vec::new()));
         let (addr_tx, addr_rx) = tokio::sync::oneshot::channel();
@@ -225,6 +233,7 @@ impl TestApp {
             logs,
             _temp: temp,
             user_suffix: None,
+            secrets,
         }
     }
 
@@ -249,6 +258,39 @@ impl TestApp {
     pub fn logs(&self) -> Vec<String> {
         self.own_server("reading the server's logs");
         self.logs.lock().unwrap().clone()
+    }
+
+    /// The captured lines that hold a secret this server was started with or a token the
+    /// test minted, each with what it holds.
+    pub fn lines_with_secrets(&self) -> Vec<(String, String)> {
+        let mut needles: Vec<(String, String)> = self
+            .secrets
+            .iter()
+            .map(|s| (s.clone(), "a secret it was started with".to_owned()))
+            .collect();
+        needles.extend(
+            minted_tokens()
+                .into_iter()
+                .map(|t| (signature_of(&t).to_owned(), format!("the token {t}"))),
+        );
+        let logs = self.logs.lock().unwrap_or_else(|e| e.into_inner());
+        leaks(&logs, &needles)
+    }
+
+    /// Asserts that no captured line holds a secret this server was started with or a
+    /// token the test minted. Every server of its own checks this when it is dropped.
+    #[track_caller]
+    pub fn assert_no_secrets_logged(&self) {
+        let found = self.lines_with_secrets();
+        assert!(
+            found.is_empty(),
+            "the server's output holds secrets:\n{}",
+            found
+                .iter()
+                .map(|(what, line)| format!("{what}: {line}"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
     }
 
     /// The process id.
@@ -484,6 +526,121 @@ impl TestApp {
     }
 }
 
+impl Drop for TestApp {
+    /// A server of its own checks that its output never held a secret or a minted token
+    /// (unless the test already failed: one failure is enough).
+    fn drop(&mut self) {
+        if self.user_suffix.is_none() && !std::thread::panicking() {
+            self.assert_no_secrets_logged();
+        }
+    }
+}
+
+/// Environment variables whose values are secrets.
+const SECRET_SETTINGS: [&str; 3] = [
+    "TODO_JWT_SECRET",
+    "TODO_NOTIFY_WEBHOOK_SECRET",
+    "KAFKA_SASL_PASSWORD",
+];
+
+/// The secret values among `env`: those of [`SECRET_SETTINGS`] and the password of a
+/// `DATABASE_URL`. Values shorter than 8 characters (a test of a refused setting) are left
+/// out: they would be found in unrelated text.
+pub fn secrets_in(env: &[(String, String)]) -> Vec<String> {
+    let mut secrets: Vec<String> = env
+        .iter()
+        .filter_map(|(k, v)| {
+            if SECRET_SETTINGS.contains(&k.as_str()) {
+                Some(v.clone())
+            } else if k == "DATABASE_URL" {
+                reqwest::Url::parse(v)
+                    .ok()
+                    .and_then(|u| u.password().map(str::to_owned))
+            } else {
+                None
+            }
+        })
+        .filter(|v| v.len() >= 8)
+        .collect();
+    secrets.sort();
+    secrets.dedup();
+    secrets
+}
+
+/// Every token [`token`] minted in this test process.
+static MINTED: Mutex<std::collections::BTreeSet<String>> =
+    Mutex::new(std::collections::BTreeSet::new());
+
+/// Every token [`token`] minted in this test process, once each.
+pub fn minted_tokens() -> Vec<String> {
+    MINTED
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .iter()
+        .cloned()
+        .collect()
+}
+
+/// The signature of a JWT: the part only the secret's holder can make. A line holding it
+/// holds the token, or enough of it to matter.
+pub fn signature_of(token: &str) -> &str {
+    token.rsplit('.').next().unwrap_or(token)
+}
+
+/// The `(what, line)` of each line of `lines` holding one of `needles` (`(text, what)`).
+pub fn leaks(lines: &[String], needles: &[(String, String)]) -> Vec<(String, String)> {
+    let needles: Vec<&(String, String)> = needles.iter().filter(|(n, _)| !n.is_empty()).collect();
+    if needles.is_empty() {
+        return Vec::new();
+    }
+    // One automaton for every needle: a test may mint hundreds of tokens and log
+    // thousands of lines.
+    let any = regex::Regex::new(
+        &needles
+            .iter()
+            .map(|(n, _)| regex::escape(n))
+            .collect::<Vec<_>>()
+            .join("|"),
+    )
+    .expect("escaped needles form a regex");
+    lines
+        .iter()
+        .filter(|line| any.is_match(line))
+        .flat_map(|line| {
+            needles
+                .iter()
+                .filter(|(n, _)| line.contains(n.as_str()))
+                .map(|(_, what)| (what.clone(), line.clone()))
+        })
+        .collect()
+}
+
+/// Runs `todo <args>` with a clean environment (a fresh data directory, a free port, the
+/// JWT secret, `env` on top) until it exits; fails if it still runs after `wait`.
+pub async fn run_to_exit(
+    args: &[&str],
+    env: &[(&str, &str)],
+    wait: Duration,
+) -> std::process::Output {
+    let dir = tempfile::tempdir().unwrap();
+    let mut command = Command::new(binary());
+    command
+        .args(args)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("TODO_LISTEN_ADDR", "127.0.0.1:0")
+        .env("TODO_DATA_DIR", dir.path())
+        .env("TODO_JWT_SECRET", secret())
+        .kill_on_drop(true);
+    for (k, v) in env {
+        command.env(k, v);
+    }
+    tokio::time::timeout(wait, command.output())
+        .await
+        .unwrap_or_else(|_| panic!("todo {args:?} still ran after {wait:?}"))
+        .expect("run the todo binary")
+}
+
 /// Waits up to `wait` until `app`'s audit log holds a `task.created` for exactly the tasks
 /// `created`, then checks that no event was recorded twice. A failure shows the logs of
 /// `app` and of `others` (the deployment's other processes).
@@ -526,15 +683,21 @@ pub async fn audited_once(
 }
 
 /// A token for `user` (taken as it is), signed with [`secret`], valid for an hour.
+/// Remembered: no server's output may hold it ([`TestApp::assert_no_secrets_logged`]).
 pub fn token(user: &str) -> String {
-    todo_auth::mint_hs256(
+    let token = todo_auth::mint_hs256(
         &secret().to_owned().into(),
         user,
         Duration::from_secs(3600),
         None,
         None,
     )
-    .unwrap()
+    .unwrap();
+    MINTED
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(token.clone());
+    token
 }
 
 /// Next text message as JSON, or `None` if nothing arrives within `wait`.

@@ -34,6 +34,7 @@ excluded=(
   events::a_reminder_that_falls_due_while_the_server_is_down_is_delivered_once_after_restart
   events::a_slow_client_is_closed_with_1008_while_a_reading_client_of_the_same_user_gets_everything
   events::a_webhook_receiver_failing_twice_gets_exactly_three_attempts
+  events::a_webhook_receiver_that_always_fails_is_given_up_after_the_configured_attempts
   events::server_pings_keep_an_answering_client_connected_and_drop_a_silent_one
   events::sigterm_on_an_idle_server_always_exits_well_within_the_shutdown_timeout
   events::the_webhook_post_is_signed_and_carries_the_reminder_due_cloudevent
@@ -51,6 +52,7 @@ excluded=(
   # They read, write or lock the server's SQLite file.
   events::a_series_whose_next_due_date_would_pass_the_year_9999_ends_without_a_next_occurrence
   events::events_consumers_cannot_handle_are_kept_counted_and_logged_and_later_events_still_flow
+  events::a_consumer_whose_write_fails_logs_each_attempt_and_catches_up_once_it_works
   readiness::readyz_fails_naming_the_writer_while_writes_are_stuck_though_reads_answer
   readiness::a_write_stalled_past_the_threshold_is_logged_as_a_slow_commit
   # nginx refuses a NUL (%00) in the path with a 400 problem before any service sees it;

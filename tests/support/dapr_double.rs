@@ -6,6 +6,8 @@
 //!   what arrived (content type, metadata, `traceparent`, body) is recorded. A body whose
 //!   content type is not `application/cloudevents+json` is refused with 400 here (the real
 //!   sidecar would wrap it in an envelope of its own, which the app must never cause).
+//!   While [`DaprDouble::fail_publishes`] is on, it answers 500 instead and keeps nothing
+//!   (as the sidecar does when its broker refuses the message).
 //! - `GET /v1.0/healthz/outbound` answers 204, or 500 after [`DaprDouble::set_healthy`].
 //! - Like the sidecar at start, [`DaprDouble::attach`] reads an app's `GET /dapr/subscribe`
 //!   (v1 programmatic subscriptions, `[{pubsubname, topic, route}]`) and then delivers every
@@ -88,6 +90,7 @@ struct Shared {
     published: Mutex<Vec<Published>>,
     deliveries: Mutex<Vec<Delivery>>,
     unhealthy: AtomicBool,
+    publish_fails: AtomicBool,
     appended: Notify,
 }
 
@@ -151,6 +154,12 @@ impl DaprDouble {
     /// Makes `GET /v1.0/healthz/outbound` fail (500) or succeed again.
     pub fn set_healthy(&self, healthy: bool) {
         self.shared.unhealthy.store(!healthy, Ordering::SeqCst);
+    }
+
+    /// Makes `POST /v1.0/publish/...` answer 500 without keeping the message, or take
+    /// messages again.
+    pub fn fail_publishes(&self, failing: bool) {
+        self.shared.publish_fails.store(failing, Ordering::SeqCst);
     }
 
     /// Every publish request received so far.
@@ -255,6 +264,9 @@ async fn publish(
     });
     if content_type != "application/cloudevents+json" {
         return StatusCode::BAD_REQUEST;
+    }
+    if shared.publish_fails.load(Ordering::SeqCst) {
+        return StatusCode::INTERNAL_SERVER_ERROR;
     }
     shared.append(&pubsub, &topic, body.to_vec());
     StatusCode::NO_CONTENT
