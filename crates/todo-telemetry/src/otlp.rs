@@ -191,18 +191,24 @@ impl ExportSettings {
                 ));
             }
         };
-        let (name, endpoint) = match get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") {
-            Some((name, url)) => (name, url),
+        let endpoint = match get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") {
+            Some((name, url)) => {
+                check_endpoint(name, &url, protocol)?;
+                url
+            }
             None => match get("OTEL_EXPORTER_OTLP_ENDPOINT") {
                 None => return Ok(None),
-                Some((name, base)) if protocol == Protocol::HttpProtobuf => {
-                    let url = format!("{}/v1/traces", base.trim_end_matches('/'));
-                    (name, url)
+                Some((name, base)) => {
+                    check_endpoint(name, &base, protocol)?;
+                    match protocol {
+                        Protocol::HttpProtobuf => {
+                            format!("{}/v1/traces", base.trim_end_matches('/'))
+                        }
+                        Protocol::Grpc => base,
+                    }
                 }
-                Some(pair) => pair,
             },
         };
-        check_endpoint(name, &endpoint, protocol)?;
 
         let timeout = millis(
             get("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT").or_else(|| get("OTEL_EXPORTER_OTLP_TIMEOUT")),
@@ -252,16 +258,12 @@ impl ExportSettings {
 }
 
 fn check_endpoint(name: &'static str, url: &str, protocol: Protocol) -> Result<(), TelemetryError> {
-    let uri: http::Uri = url
-        .parse()
-        .map_err(|e| invalid(name, url, format!("not a URL: {e}")))?;
+    let expected =
+        "expected an http:// or https:// URL with a host, e.g. http://otel-collector:4318";
+    let uri: http::Uri = url.parse().map_err(|_| invalid(name, url, expected))?;
     let scheme = uri.scheme_str().unwrap_or_default();
     if !matches!(scheme, "http" | "https") || uri.host().is_none() {
-        return Err(invalid(
-            name,
-            url,
-            "expected an http:// or https:// URL with a host, e.g. http://otel-collector:4318",
-        ));
+        return Err(invalid(name, url, expected));
     }
     if scheme == "https" && protocol == Protocol::Grpc {
         return Err(invalid(
@@ -487,6 +489,8 @@ impl<E: SpanExporter> SpanExporter for Reporting<E> {
                         spans,
                         "trace export failed; spans are dropped until the receiver answers"
                     );
+                } else {
+                    tracing::debug!(error = %e, spans, "trace export still failing");
                 }
             }
             Ok(()) => {

@@ -7,7 +7,7 @@ use todo_bus::Delivery;
 use todo_domain::{AuditEntry, Topic, time};
 use todo_store::Store;
 
-use super::consumer::{Handler, Reason, Rejected};
+use super::consumer::{Handler, Reason, Rejected, event_span};
 
 /// Consumer writing the audit log.
 pub struct Audit {
@@ -34,11 +34,15 @@ impl Handler for Audit {
     async fn handle(&self, batch: &[Delivery]) -> anyhow::Result<Vec<Rejected>> {
         let now = time::now();
         let mut rejected = Vec::new();
+        // One span per event recorded, each in its event's trace, open for the batch's write.
+        let mut spans = Vec::with_capacity(batch.len());
         let entries: Vec<AuditEntry> = batch
             .iter()
             .filter_map(|d| {
                 let entry = AuditEntry::from_event(&d.event, now);
-                if entry.is_none() {
+                if entry.is_some() {
+                    spans.push(event_span(self.name(), "audit process", d));
+                } else {
                     // The audit log is per user: an event naming none has no place in it.
                     rejected.push(Rejected::new(
                         d,
@@ -51,6 +55,9 @@ impl Handler for Audit {
             .collect();
         let new = self.store.record_audit(&entries).await?;
         tracing::debug!(received = entries.len(), recorded = new, "audit batch");
+        for span in spans {
+            span.in_scope(|| tracing::debug!("event audited"));
+        }
         Ok(rejected)
     }
 }

@@ -14,7 +14,7 @@ use todo_domain::Topic;
 use todo_telemetry::Metrics;
 use tokio::sync::{mpsc, oneshot};
 
-use super::consumer::{Handler, Reason, Rejected};
+use super::consumer::{Handler, Reason, Rejected, event_span};
 
 /// Why the server closes a client.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -208,15 +208,25 @@ impl Handler for Sync {
                 ));
                 continue;
             };
+            // One span per event fanned out, in the event's trace.
+            let span = event_span(self.name(), "sync publish", delivery);
+            let _in_span = span.enter();
             let mut unrenderable = None;
+            let mut rendered = false;
             self.hub
                 .publish_with(user_id, || match serde_json::to_string(&*delivery.event) {
-                    Ok(json) => Some(json.into()),
+                    Ok(json) => {
+                        rendered = true;
+                        Some(json.into())
+                    }
                     Err(e) => {
                         unrenderable = Some(e);
                         None
                     }
                 });
+            if rendered {
+                tracing::debug!("event queued for the user's WebSocket clients");
+            }
             if let Some(e) = unrenderable {
                 rejected.push(Rejected::new(delivery, Reason::Unrenderable, e));
             }
