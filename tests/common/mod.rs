@@ -9,6 +9,7 @@
 //! start one of their own ([`TestApp::spawn_with`]) and are not run against a deployment.
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
+pub mod otlp;
 pub mod private_pg;
 pub mod reply;
 

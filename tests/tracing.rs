@@ -1,0 +1,269 @@
+//! Traces exported over OTLP to a real receiver (oteltap for OTLP/HTTP, rotel-agent for
+//! OTLP/gRPC; `scripts/install-oteltap.sh` installs both, and the harness runs it when they
+//! are missing): one task is one trace whose consumer spans descend from the api span, log
+//! lines carry the ids of the spans they were written in, an incoming `traceparent` is
+//! continued, spans still queued are sent at a graceful stop, an unreachable receiver costs
+//! one WARN line, and an invalid `OTEL_*` value stops the start naming the variable.
+//! The split deployment's trace is checked in tests/split_deployment.rs.
+
+mod common;
+
+use std::time::Duration;
+
+use common::otlp::{Receiver, Span, logs_match, task_trace};
+use common::{Options, TestApp, eventually, next_event};
+use serde_json::{Value, json};
+
+fn options(receiver: &Receiver) -> Options {
+    // DEBUG for the services, so each consumer span has a line of its own to check.
+    let mut options = Options::default().env("RUST_LOG", "info,todo_app=debug");
+    for (key, value) in receiver.env() {
+        options = options.env(&key, value);
+    }
+    options
+}
+
+/// Waits for the task's trace to be complete in `receiver`, then for the logs to match it.
+async fn assert_one_linked_trace(app: &TestApp, receiver: &Receiver, task_id: &str) -> String {
+    let trace = eventually(Duration::from_secs(20), || {
+        let found = task_trace(&receiver.spans(), task_id);
+        async move { found.ok() }
+    })
+    .await
+    .unwrap_or_else(|| {
+        panic!(
+            "no complete trace for the task: {}\nspans: {:#?}\nreceiver:\n{}\nlogs:\n{}",
+            task_trace(&receiver.spans(), task_id).unwrap_err(),
+            receiver.spans(),
+            receiver.output(),
+            app.logs().join("\n")
+        )
+    });
+    let matched = eventually(Duration::from_secs(5), || {
+        let ok = logs_match(&app.logs(), &trace).ok();
+        async move { ok }
+    })
+    .await;
+    if matched.is_none() {
+        panic!(
+            "the logs do not match the trace: {}\nlogs:\n{}",
+            logs_match(&app.logs(), &trace).unwrap_err(),
+            app.logs().join("\n")
+        );
+    }
+    trace.spans["api"].clone()
+}
+
+async fn one_task_is_one_trace_from_the_api_through_every_consumer(receiver: Receiver) {
+    let app = TestApp::spawn_with(options(&receiver)).await;
+    app.wait_ready().await;
+    // A client, so `sync` has someone to send the events to.
+    let mut ws = app.connect_ws("alice").await;
+    let task = app
+        .create_task(
+            "alice",
+            json!({"title": "Traced", "due_at": "2030-01-06T09:00:00Z"}),
+        )
+        .await;
+    let id = task["id"].as_str().unwrap();
+    let event = next_event(&mut ws, Duration::from_secs(5))
+        .await
+        .expect("task.created on the WebSocket");
+    assert_eq!(event["type"], "task.created");
+
+    let api_span = assert_one_linked_trace(&app, &receiver, id).await;
+    // The event names the api span as its parent, in the api span's trace.
+    let api = receiver
+        .spans()
+        .into_iter()
+        .find(|s| s.span_id == api_span)
+        .unwrap();
+    assert_eq!(
+        event["traceparent"],
+        format!("00-{}-{}-01", api.trace_id, api.span_id),
+        "the CloudEvent's traceparent is the api span's"
+    );
+    assert_eq!(api.attr("http.request.method"), Some("POST"));
+    assert_eq!(api.attr("http.route"), Some("/api/{user_id}/tasks"));
+    assert_eq!(api.attr("http.response.status_code"), Some("201"));
+    let audit = receiver
+        .spans()
+        .into_iter()
+        .find(|s| s.name == "audit process" && s.attr("task_id") == Some(id))
+        .unwrap();
+    assert_eq!(audit.attr("messaging.operation.type"), Some("process"));
+    assert_eq!(
+        audit.attr("messaging.destination.name"),
+        Some("task-events")
+    );
+    assert_eq!(audit.attr("messaging.system"), Some("todo_outbox"));
+}
+
+#[tokio::test]
+async fn over_http_protobuf_one_task_is_one_linked_trace_and_its_log_lines_carry_its_ids() {
+    one_task_is_one_trace_from_the_api_through_every_consumer(Receiver::http().await).await;
+}
+
+#[tokio::test]
+async fn over_grpc_one_task_is_one_linked_trace_and_its_log_lines_carry_its_ids() {
+    one_task_is_one_trace_from_the_api_through_every_consumer(Receiver::grpc().await).await;
+}
+
+#[tokio::test]
+async fn an_incoming_traceparent_is_continued_by_the_request_and_its_events() {
+    let receiver = Receiver::http().await;
+    let app = TestApp::spawn_with(options(&receiver)).await;
+    app.wait_ready().await;
+    let caller_trace = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let caller_span = "00f067aa0ba902b7";
+    let response = app
+        .request(reqwest::Method::POST, "alice", "/tasks")
+        .header("traceparent", format!("00-{caller_trace}-{caller_span}-01"))
+        .json(&json!({"title": "Called"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+    let task: Value = response.json().await.unwrap();
+    let id = task["id"].as_str().unwrap().to_owned();
+    let spans = eventually(Duration::from_secs(20), || {
+        let spans: Vec<Span> = receiver
+            .spans()
+            .into_iter()
+            .filter(|s| s.attr("task_id") == Some(id.as_str()))
+            .collect();
+        let done = spans.iter().any(|s| s.name == "audit process");
+        async move { done.then_some(spans) }
+    })
+    .await
+    .unwrap_or_else(|| panic!("no spans for the task; receiver:\n{}", receiver.output()));
+    let api = spans
+        .iter()
+        .find(|s| s.name == "POST /api/{user_id}/tasks")
+        .expect("the api span");
+    assert_eq!(api.trace_id, caller_trace, "the caller's trace");
+    assert_eq!(
+        api.parent_span_id, caller_span,
+        "a child of the caller's span"
+    );
+    let audit = spans.iter().find(|s| s.name == "audit process").unwrap();
+    assert_eq!(audit.trace_id, caller_trace);
+    assert_eq!(audit.parent_span_id, api.span_id);
+}
+
+#[tokio::test]
+async fn spans_still_queued_are_sent_when_the_process_stops_gracefully() {
+    let receiver = Receiver::http().await;
+    // A batch delay far beyond the test: only the flush at shutdown can send the spans.
+    let mut app =
+        TestApp::spawn_with(options(&receiver).env("OTEL_BSP_SCHEDULE_DELAY", "600000")).await;
+    app.wait_ready().await;
+    let id = app.create_titled("alice", "Flushed").await;
+    assert!(
+        !receiver
+            .spans()
+            .iter()
+            .any(|s| s.attr("task_id") == Some(id.as_str())),
+        "nothing is sent before the batch delay"
+    );
+    let (_, clean) = app.terminate().await;
+    assert!(clean, "exit 0");
+    let sent = eventually(Duration::from_secs(10), || {
+        let found = receiver.spans().iter().any(|s| {
+            s.name == "POST /api/{user_id}/tasks" && s.attr("task_id") == Some(id.as_str())
+        });
+        async move { found.then_some(()) }
+    })
+    .await;
+    assert!(
+        sent.is_some(),
+        "the api span was not sent at shutdown; receiver:\n{}",
+        receiver.output()
+    );
+}
+
+#[tokio::test]
+async fn an_unreachable_receiver_costs_one_warning_and_no_failed_request() {
+    // Nothing listens on this port.
+    let port = common::otlp::free_port();
+    let app = TestApp::spawn_with(
+        Options::default()
+            .env("RUST_LOG", "info,todo_telemetry=debug")
+            .env(
+                "OTEL_EXPORTER_OTLP_ENDPOINT",
+                format!("http://127.0.0.1:{port}"),
+            )
+            .env("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf")
+            .env("OTEL_BSP_SCHEDULE_DELAY", "50"),
+    )
+    .await;
+    app.wait_ready().await;
+    let lines = |message: &str| {
+        app.logs()
+            .iter()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .filter(|v| v["message"] == message)
+            .count()
+    };
+    // Requests keep working while batches fail, one after another.
+    let failed_again = eventually(Duration::from_secs(30), || async {
+        app.create_titled("alice", "Untraced").await;
+        (lines("trace export still failing") >= 3).then_some(())
+    })
+    .await;
+    assert!(
+        failed_again.is_some(),
+        "three failed exports expected; logs:\n{}",
+        app.logs().join("\n")
+    );
+    assert_eq!(
+        lines("trace export failed; spans are dropped until the receiver answers"),
+        1,
+        "one WARN for the outage; logs:\n{}",
+        app.logs().join("\n")
+    );
+    let warnings = app
+        .logs()
+        .iter()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|v| v["level"] == "WARN" || v["level"] == "ERROR")
+        .count();
+    assert_eq!(
+        warnings,
+        1,
+        "no other warning; logs:\n{}",
+        app.logs().join("\n")
+    );
+}
+
+#[tokio::test]
+async fn an_invalid_otel_setting_stops_the_start_naming_the_variable() {
+    for (variable, value) in [
+        ("OTEL_TRACES_SAMPLER", "sometimes"),
+        ("OTEL_TRACES_SAMPLER_ARG", "2"),
+        ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json"),
+        ("OTEL_BSP_SCHEDULE_DELAY", "soon"),
+        ("OTEL_RESOURCE_ATTRIBUTES", "team"),
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", "collector:4318"),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let output = tokio::process::Command::new(common::binary())
+            .arg("serve")
+            .env_clear()
+            .env("TODO_LISTEN_ADDR", "127.0.0.1:0")
+            .env("TODO_DATA_DIR", dir.path())
+            .env("TODO_JWT_SECRET", common::SECRET)
+            .env("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4318")
+            .env("OTEL_TRACES_SAMPLER", "traceidratio")
+            .env(variable, value)
+            .output()
+            .await
+            .unwrap();
+        assert!(!output.status.success(), "{variable}={value} was accepted");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            stderr.contains(variable) && stderr.contains(value),
+            "{variable}={value}: {stderr}"
+        );
+    }
+}
