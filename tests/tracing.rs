@@ -109,6 +109,98 @@ async fn over_grpc_one_task_is_one_linked_trace_and_its_log_lines_carry_its_ids(
     one_task_is_one_trace_from_the_api_through_every_consumer(Receiver::grpc().await).await;
 }
 
+/// Answers every POST with 200 and hands on its `traceparent` header.
+async fn webhook_receiver() -> (String, tokio::sync::mpsc::UnboundedReceiver<Option<String>>) {
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let app = axum::Router::new().route(
+        "/",
+        axum::routing::post(move |headers: axum::http::HeaderMap| {
+            let tx = tx.clone();
+            async move {
+                let traceparent = headers
+                    .get("traceparent")
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_owned);
+                let _ = tx.send(traceparent);
+                "ok"
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (url, rx)
+}
+
+#[tokio::test]
+async fn a_reminder_delivered_later_continues_the_trace_that_planned_it_through_the_webhook() {
+    let receiver = Receiver::http().await;
+    let (url, mut hits) = webhook_receiver().await;
+    let app = TestApp::spawn_with(
+        options(&receiver)
+            .env("TODO_NOTIFY_WEBHOOK_URL", url)
+            .env("TODO_NOTIFY_WEBHOOK_SECRET", "webhook-secret-for-tests"),
+    )
+    .await;
+    app.wait_ready().await;
+    // Due in a minute and a second, reminded a minute before: the reminder fires in ~1 s.
+    let due = chrono::DateTime::from_timestamp(chrono::Utc::now().timestamp() + 62, 0).unwrap();
+    let task = app
+        .create_task(
+            "alice",
+            json!({"title": "Reminded", "due_at": due.to_rfc3339(), "remind_before_minutes": 1}),
+        )
+        .await;
+    let id = task["id"].as_str().unwrap().to_owned();
+    let header = tokio::time::timeout(Duration::from_secs(15), hits.recv())
+        .await
+        .expect("the webhook within 15 s")
+        .unwrap()
+        .expect("the webhook request carries a traceparent");
+    let find = |spans: &[Span], name: &str| spans.iter().find(|s| s.name == name).cloned();
+    let (api, planner, deliver, send) = eventually(Duration::from_secs(20), || {
+        let spans: Vec<Span> = receiver.spans();
+        let of_task: Vec<Span> = spans
+            .iter()
+            .filter(|s| s.attr("task_id") == Some(id.as_str()))
+            .cloned()
+            .collect();
+        let found = (|| {
+            Some((
+                find(&of_task, "POST /api/{user_id}/tasks")?,
+                find(&of_task, "notification process")?,
+                find(&of_task, "reminder deliver")?,
+                find(&spans, "webhook send")?,
+            ))
+        })();
+        async move { found }
+    })
+    .await
+    .unwrap_or_else(|| panic!("spans missing; receiver:\n{}", receiver.output()));
+    for span in [&planner, &deliver, &send] {
+        assert_eq!(
+            span.trace_id, api.trace_id,
+            "{} is in the task's trace",
+            span.name
+        );
+    }
+    assert_eq!(
+        deliver.parent_span_id, planner.span_id,
+        "the delivery continues the plan"
+    );
+    assert_eq!(
+        send.parent_span_id, planner.span_id,
+        "so does the reminder.due's webhook"
+    );
+    assert_eq!(
+        header,
+        format!("00-{}-{}-01", send.trace_id, send.span_id),
+        "the receiver gets the webhook span as its parent"
+    );
+    assert_eq!(send.attr("http.response.status_code"), Some("200"));
+    assert_eq!(send.attr("server.address"), Some("127.0.0.1"));
+}
+
 #[tokio::test]
 async fn an_incoming_traceparent_is_continued_by_the_request_and_its_events() {
     let receiver = Receiver::http().await;

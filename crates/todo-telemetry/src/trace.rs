@@ -136,19 +136,22 @@ fn with_ids(span: &tracing::Span, f: impl FnOnce(&mut Ids)) -> bool {
     .unwrap_or(false)
 }
 
-/// One header, as the propagator reads and writes it.
-#[derive(Default)]
-struct Header(Option<String>);
+/// The one header the propagator reads.
+struct Incoming<'a>(&'a str);
 
-impl Extractor for Header {
+impl Extractor for Incoming<'_> {
     fn get(&self, key: &str) -> Option<&str> {
-        (key == TRACEPARENT).then_some(self.0.as_deref()).flatten()
+        (key == TRACEPARENT).then_some(self.0)
     }
 
     fn keys(&self) -> Vec<&str> {
         vec![TRACEPARENT]
     }
 }
+
+/// The one header the propagator writes.
+#[derive(Default)]
+struct Header(Option<String>);
 
 impl Injector for Header {
     fn set(&mut self, key: &str, value: String) {
@@ -160,7 +163,7 @@ impl Injector for Header {
 
 /// The span context a `traceparent` value names, when it is a valid one.
 pub fn parse(traceparent: &str) -> Option<SpanContext> {
-    let cx = TraceContextPropagator::new().extract(&Header(Some(traceparent.to_owned())));
+    let cx = TraceContextPropagator::new().extract(&Incoming(traceparent));
     let sc = cx.span().span_context().clone();
     sc.is_valid().then_some(sc)
 }
