@@ -436,3 +436,41 @@ pub fn logs_match(lines: &[String], trace: &TaskTrace) -> Result<(), String> {
     }
     Ok(())
 }
+
+/// Waits up to `wait` for the trace of `task_id` to be complete in `receiver`
+/// ([`task_trace`]), then for the log lines `logs` gives to match it ([`logs_match`]);
+/// panics saying what is missing, with the spans and the logs.
+pub async fn wait_for_linked_trace(
+    receiver: &Receiver,
+    task_id: &str,
+    wait: Duration,
+    logs: impl Fn() -> Vec<String>,
+) -> TaskTrace {
+    let trace = super::eventually(wait, || {
+        let found = task_trace(&receiver.spans(), task_id);
+        async move { found.ok() }
+    })
+    .await
+    .unwrap_or_else(|| {
+        panic!(
+            "no complete trace for the task: {}\nspans: {:#?}\nreceiver:\n{}\nlogs:\n{}",
+            task_trace(&receiver.spans(), task_id).unwrap_err(),
+            receiver.spans(),
+            receiver.output(),
+            logs().join("\n")
+        )
+    });
+    let matched = super::eventually(Duration::from_secs(10), || {
+        let ok = logs_match(&logs(), &trace).ok();
+        async move { ok }
+    })
+    .await;
+    if matched.is_none() {
+        panic!(
+            "the logs do not match the trace: {}\nlogs:\n{}",
+            logs_match(&logs(), &trace).unwrap_err(),
+            logs().join("\n")
+        );
+    }
+    trace
+}
