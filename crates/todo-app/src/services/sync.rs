@@ -146,6 +146,11 @@ impl Hub {
         }
     }
 
+    /// Whether `user_id` has a connected client.
+    pub fn has_clients(&self, user_id: &str) -> bool {
+        self.lock().contains_key(user_id)
+    }
+
     /// Closes every client (shutdown).
     pub fn close_all(&self) {
         let mut clients = self.lock();
@@ -208,9 +213,13 @@ impl Handler for Sync {
                 ));
                 continue;
             };
-            // One span per event fanned out, in the event's trace.
-            let span = event_span(self.name(), "sync publish", delivery);
-            let _in_span = span.enter();
+            // One span per event fanned out to a client, in the event's trace (most events
+            // have no one watching: they get no span).
+            let span = self
+                .hub
+                .has_clients(user_id)
+                .then(|| event_span(self.name(), "sync publish", delivery));
+            let _in_span = span.as_ref().map(tracing::Span::enter);
             let mut unrenderable = None;
             let mut rendered = false;
             self.hub
