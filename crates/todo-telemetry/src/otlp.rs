@@ -219,6 +219,14 @@ impl ExportSettings {
         let max_queue_size = count(get("OTEL_BSP_MAX_QUEUE_SIZE"), 2048)?;
         let max_export_batch_size = count(get("OTEL_BSP_MAX_EXPORT_BATCH_SIZE"), 512)?;
 
+        for name in [
+            "OTEL_EXPORTER_OTLP_HEADERS",
+            "OTEL_EXPORTER_OTLP_TRACES_HEADERS",
+        ] {
+            if let Some((name, value)) = get(name) {
+                check_headers(name, &value)?;
+            }
+        }
         let resource_service_name = match get("OTEL_RESOURCE_ATTRIBUTES") {
             Some((name, value)) => resource_service_name(name, &value)?,
             None => None,
@@ -305,6 +313,27 @@ fn count(pair: Option<(&'static str, String)>, default: usize) -> Result<usize, 
         Ok(n) if n > 0 => Ok(n),
         _ => Err(invalid(name, &value, "expected a whole number above 0")),
     }
+}
+
+/// Checks `key=value,...` of a headers variable without repeating its value in the error:
+/// headers carry API keys.
+fn check_headers(name: &'static str, value: &str) -> Result<(), TelemetryError> {
+    for (i, entry) in value.split(',').map(str::trim).enumerate() {
+        let ok = entry
+            .split_once('=')
+            .is_some_and(|(k, v)| !k.trim().is_empty() && !v.trim().is_empty());
+        if !entry.is_empty() && !ok {
+            return Err(invalid(
+                name,
+                "(not shown: it may hold credentials)",
+                format!(
+                    "entry {} is not key=value (entries are separated by commas)",
+                    i + 1
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Checks `key=value,...` and returns the `service.name` it sets, if any.
@@ -658,6 +687,10 @@ mod tests {
                 vec![on, ("OTEL_RESOURCE_ATTRIBUTES", "team")],
                 "OTEL_RESOURCE_ATTRIBUTES",
             ),
+            (
+                vec![on, ("OTEL_EXPORTER_OTLP_HEADERS", "api-key")],
+                "OTEL_EXPORTER_OTLP_HEADERS",
+            ),
             (vec![on, ("OTEL_SDK_DISABLED", "yes")], "OTEL_SDK_DISABLED"),
             (
                 vec![on, ("OTEL_TRACES_EXPORTER", "jaeger")],
@@ -679,6 +712,29 @@ mod tests {
         assert!(
             message.contains("OTEL_TRACES_SAMPLER") && message.contains("sometimes"),
             "{message}"
+        );
+    }
+
+    #[test]
+    fn a_bad_headers_value_is_refused_without_showing_it() {
+        let message = read(&[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4318"),
+            (
+                "OTEL_EXPORTER_OTLP_HEADERS",
+                "x-api-key=fine,secret-token-123",
+            ),
+        ])
+        .unwrap_err()
+        .to_string();
+        assert!(message.contains("OTEL_EXPORTER_OTLP_HEADERS"), "{message}");
+        assert!(!message.contains("secret-token-123"), "{message}");
+        assert!(
+            read(&[
+                ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4318"),
+                ("OTEL_EXPORTER_OTLP_HEADERS", "x-api-key=k, tenant=t"),
+            ])
+            .unwrap()
+            .is_some()
         );
     }
 
