@@ -234,14 +234,15 @@ pub fn set_name(span: &tracing::Span, name: impl FnOnce() -> String) {
 /// Sets attributes on the exported span; does nothing, and `attributes` is never called,
 /// when spans are not exported. Attribute names follow the OpenTelemetry semantic
 /// conventions (`http.request.method`, `messaging.system`, ...).
+///
+/// This starts the exported span (one look-up for all the attributes): set its parent
+/// ([`set_parent`]) and name ([`set_name`]) first.
 pub fn set_attributes<I>(span: &tracing::Span, attributes: impl FnOnce() -> I)
 where
     I: IntoIterator<Item = KeyValue>,
 {
     if exporting() {
-        for kv in attributes() {
-            span.set_attribute(kv.key, kv.value);
-        }
+        span.context().span().set_attributes(attributes());
     }
 }
 

@@ -381,8 +381,6 @@ pub fn event_span(
                 delivery.at.partition.to_string(),
             ),
             KeyValue::new("messaging.message.id", event.id.to_string()),
-            KeyValue::new("cloudevents.event_type", event.event_type.clone()),
-            KeyValue::new("cloudevents.event_subject", event.subject.clone()),
         ]
     });
     span
