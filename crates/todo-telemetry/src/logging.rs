@@ -672,9 +672,9 @@ mod tests {
             .with(json_layer("todo", move || sink.clone()));
         let remote = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
         let header = tracing::subscriber::with_default(subscriber, || {
-            let span = info_span!("audit", otel.name = field::Empty);
-            crate::trace::set_name(&span, || "audit process".into());
+            let span = info_span!("audit");
             crate::trace::set_parent(&span, Some(remote));
+            crate::trace::set_name(&span, || "audit process".into());
             let _g = span.enter();
             info!("handled");
             crate::trace::traceparent(&span).unwrap()

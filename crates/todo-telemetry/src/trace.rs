@@ -223,26 +223,33 @@ pub fn traceparent(span: &tracing::Span) -> Option<String> {
     if sc.is_valid() { format(sc) } else { None }
 }
 
-/// Sets the exported span's name (the field `otel.name` must be declared on the span).
-/// Does nothing, and `name` is never built, when spans are not exported.
+/// Names the exported span. Does nothing, and `name` is never built, when spans are not
+/// exported or this one is not sampled. This starts the exported span: set its parent
+/// ([`set_parent`]) first.
 pub fn set_name(span: &tracing::Span, name: impl FnOnce() -> String) {
     if exporting() {
-        span.record("otel.name", name());
+        let cx = span.context();
+        let exported = cx.span();
+        if exported.is_recording() {
+            exported.update_name(name());
+        }
     }
 }
 
 /// Sets attributes on the exported span; does nothing, and `attributes` is never called,
-/// when spans are not exported. Attribute names follow the OpenTelemetry semantic
-/// conventions (`http.request.method`, `messaging.system`, ...).
-///
-/// This starts the exported span (one look-up for all the attributes): set its parent
-/// ([`set_parent`]) and name ([`set_name`]) first.
+/// when spans are not exported or this one is not sampled. Attribute names follow the
+/// OpenTelemetry semantic conventions (`http.request.method`, `messaging.system`, ...).
+/// This starts the exported span: set its parent ([`set_parent`]) first.
 pub fn set_attributes<I>(span: &tracing::Span, attributes: impl FnOnce() -> I)
 where
     I: IntoIterator<Item = KeyValue>,
 {
     if exporting() {
-        span.context().span().set_attributes(attributes());
+        let cx = span.context();
+        let exported = cx.span();
+        if exported.is_recording() {
+            exported.set_attributes(attributes());
+        }
     }
 }
 

@@ -63,7 +63,6 @@ pub async fn observe(State(state): State<AppState>, mut request: Request, next: 
     // query string is never recorded (a WebSocket may carry its token there).
     let span = tracing::info_span!(
         "request",
-        otel.name = tracing::field::Empty,
         otel.kind = "server",
         otel.status_code = tracing::field::Empty,
         method = %method,
