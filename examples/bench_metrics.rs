@@ -62,7 +62,9 @@ fn populate(metrics: &Metrics) {
         for topic in TOPICS {
             for event_type in TYPES {
                 for outcome in Outcome::ALL {
-                    metrics.events.consumed(consumer, topic, event_type, outcome);
+                    metrics
+                        .events
+                        .consumed(consumer, topic, event_type, outcome);
                 }
                 metrics.events.published(topic, event_type, 1);
             }

@@ -47,12 +47,26 @@ fn main() -> ExitCode {
 async fn run(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Serve(settings) => {
-            let service = if settings.services == todo_app::config::ServiceSet::all() {
+            let all = settings.services == todo_app::config::ServiceSet::all();
+            let service = if all {
                 "todo".to_owned()
             } else {
                 settings.services.to_string()
             };
-            let _guard = todo_telemetry::init(settings.common.log_format, &service, "info")?;
+            // Spans are exported when an OTLP endpoint is set: as `todo` for the whole
+            // platform, `todo-api` for one service, `todo-api-audit` for a subset.
+            let service_name = if all {
+                "todo".to_owned()
+            } else {
+                format!("todo-{}", service.replace(',', "-"))
+            };
+            let export = todo_telemetry::otlp::ExportSettings::from_env(&service_name)?;
+            let _guard = todo_telemetry::init_with_export(
+                settings.common.log_format,
+                &service,
+                "info",
+                export.as_ref(),
+            )?;
             let stop = os_signal().context("cannot install signal handlers")?;
             let app = Application::build(*settings).await?;
             app.run_until_stopped(stop).await

@@ -1139,6 +1139,20 @@ async fn the_webhook_post_is_signed_and_carries_the_reminder_due_cloudevent() {
 
     let event = hit.json();
     assert_eq!(event["type"], "reminder.due");
+    // The request carries the trace on: the `traceparent` of the webhook's span, in the
+    // trace of the event (which continues the trace of the request that planned it).
+    let header: Vec<&str> = hit.header("traceparent").split('-').collect();
+    let carried: Vec<&str> = event["traceparent"]
+        .as_str()
+        .expect("reminder.due carries a traceparent")
+        .split('-')
+        .collect();
+    assert_eq!(header.len(), 4, "{header:?}");
+    assert_eq!(
+        header[1], carried[1],
+        "the webhook call is in the event's trace"
+    );
+    assert_ne!(header[2], carried[2], "as a span of its own");
     assert_eq!(event["specversion"], "1.0");
     assert_eq!(event["source"], "todo/notification");
     assert_eq!(event["subject"], task["id"]);

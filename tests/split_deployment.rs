@@ -1,7 +1,8 @@
 //! The split deployment (`scripts/split-deployment.sh`): five single-service processes on
 //! one PostgreSQL database behind nginx, driven only through the proxy. Each path reaches
 //! the process of its service, events cross processes, and a consumer killed while events
-//! are written records each of them exactly once after it is started again.
+//! are written records each of them exactly once after it is started again. With the
+//! `OTEL_*` variables handed to every process, one task is one trace across them.
 
 #![cfg(feature = "postgres")]
 
@@ -11,6 +12,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use common::otlp::{Receiver, wait_for_linked_trace};
 use common::reply::{assert_problem, send};
 use common::{eventually, next_event};
 use serde_json::{Value, json};
@@ -19,8 +21,14 @@ const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/split-deploym
 
 /// Runs the script with `args`; panics with its output when it fails.
 async fn script(args: &[&str]) {
+    script_with(args, &[]).await;
+}
+
+/// [`script`] with more variables for the script (and so for the services).
+async fn script_with(args: &[&str], env: &[(String, String)]) {
     let output = tokio::process::Command::new(SCRIPT)
         .args(args)
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .env("TODO_BIN", env!("CARGO_BIN_EXE_todo"))
         // A fresh database on the machine's PostgreSQL, not whatever the shell points at.
         .env_remove("DATABASE_URL")
@@ -62,6 +70,11 @@ struct Deployment {
 
 impl Deployment {
     async fn up() -> Deployment {
+        Self::up_with(&[]).await
+    }
+
+    /// `up`, with `env` handed to the script (it passes `OTEL_*` and `RUST_LOG` on).
+    async fn up_with(env: &[(String, String)]) -> Deployment {
         let dir = tempfile::tempdir().expect("temp dir");
         let path = dir.path().to_str().expect("utf-8 path").to_owned();
         // The guard exists before `up` returns, so a failed `up` is also brought down.
@@ -72,7 +85,7 @@ impl Deployment {
             database_url: String::new(),
             client: reqwest::Client::new(),
         };
-        script(&["up", &path]).await;
+        script_with(&["up", &path], env).await;
         let env = read_pairs(&deployment.dir.path().join("env"));
         deployment.base = env["BASE_URL"].clone();
         deployment.secret = env["TODO_JWT_SECRET"].clone();
@@ -405,6 +418,48 @@ async fn every_path_reaches_its_service_through_the_proxy_and_a_killed_consumer_
             .count();
         assert_eq!(created, 1, "task.created of {task_id} recorded once");
     }
+    drop(deployment);
+}
+
+#[tokio::test]
+async fn one_task_is_one_trace_across_the_service_processes_and_their_logs_carry_its_ids() {
+    let receiver = Receiver::http().await;
+    let mut env = receiver.env();
+    // DEBUG for the services, so each consumer span has a line of its own to check.
+    env.push(("RUST_LOG".into(), "info,todo_app=debug".into()));
+    let deployment = Deployment::up_with(&env).await;
+    let user = "tracey";
+    let mut ws = deployment.connect_ws(user).await;
+    let task = deployment
+        .create_task(
+            user,
+            json!({"title": "Traced", "due_at": "2030-01-06T09:00:00Z"}),
+        )
+        .await;
+    let id = task["id"].as_str().unwrap();
+    let event = next_event(&mut ws, Duration::from_secs(10))
+        .await
+        .expect("task.created on the WebSocket within 10 s");
+    assert_eq!(event["type"], "task.created");
+    let logs = || {
+        ["api", "audit", "notification", "sync"]
+            .iter()
+            .flat_map(|service| {
+                std::fs::read_to_string(deployment.dir.path().join(format!("logs/{service}.log")))
+                    .unwrap_or_default()
+                    .lines()
+                    .map(str::to_owned)
+                    .collect::<Vec<_>>()
+            })
+            .collect::<Vec<_>>()
+    };
+    let trace = wait_for_linked_trace(&receiver, id, Duration::from_secs(30), logs).await;
+    let consumer = receiver
+        .spans()
+        .into_iter()
+        .find(|s| s.span_id == trace.spans["audit"])
+        .unwrap();
+    assert_eq!(consumer.attr("messaging.system"), Some("kafka"));
     drop(deployment);
 }
 

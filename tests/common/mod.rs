@@ -10,6 +10,7 @@
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
 pub mod logql;
+pub mod otlp;
 pub mod private_pg;
 pub mod reply;
 

@@ -115,6 +115,11 @@ impl Application {
             #[cfg(not(all(feature = "kafka", feature = "dapr")))]
             other => anyhow::bail!("TODO_BUS={other:?} is not available in this build"),
         };
+        consumer::set_messaging_system(match settings.bus {
+            BusKind::Memory => "todo_outbox",
+            BusKind::Kafka => "kafka",
+            BusKind::Dapr => "dapr",
+        });
         let verifier = settings.common.verifier()?;
         let hub = Arc::new(sync::Hub::new(settings.ws_queue as usize, metrics.clone()));
         let (shutdown, signal) = Shutdown::new();

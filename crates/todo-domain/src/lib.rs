@@ -17,7 +17,6 @@ pub mod request;
 pub mod task;
 pub mod text;
 pub mod time;
-pub mod trace;
 
 pub use audit::AuditEntry;
 pub use cursor::Cursor;
@@ -29,4 +28,3 @@ pub use recurrence::{Frequency, Recurrence};
 pub use reminder::{Notification, Reminder, ReminderPlan, ReminderStatus};
 pub use request::{CompleteRequest, NewTaskRequest, RecurrenceRequest, Sent, TaskUpdateRequest};
 pub use task::{Priority, Task};
-pub use trace::TraceParent;

@@ -6,7 +6,6 @@ use uuid::Uuid;
 use crate::event::{CloudEvent, EventType, ReminderData};
 use crate::task::Task;
 use crate::time::{Timestamp, rfc3339};
-use crate::trace::TraceParent;
 
 /// The service that writes reminder events (their `source` is `todo/notification`).
 pub const REMINDER_SERVICE: &str = "notification";
@@ -65,6 +64,10 @@ pub struct Reminder {
     /// The task version this reminder reflects; older events are ignored.
     #[serde(skip)]
     pub task_version: i64,
+    /// The W3C `traceparent` of the span that last planned it: its `reminder.due`
+    /// continues that trace.
+    #[serde(skip)]
+    pub traceparent: Option<String>,
 }
 
 impl Reminder {
@@ -91,15 +94,15 @@ impl Reminder {
         )
     }
 
-    /// `reminder.due`, appended when the reminder is delivered at `now`; a delivery starts
-    /// a trace of its own.
+    /// `reminder.due`, appended when the reminder is delivered at `now`, in the trace of
+    /// the span that planned it.
     pub fn due_event(&self, now: Timestamp) -> CloudEvent {
         CloudEvent::reminder(
             EventType::ReminderDue,
             REMINDER_SERVICE,
             &self.event_data(),
             now,
-            Some(TraceParent::new_root().header()),
+            self.traceparent.clone(),
         )
     }
 }
@@ -203,6 +206,7 @@ impl ReminderPlan {
                     due_at: *due_at,
                     status,
                     task_version,
+                    traceparent: None,
                 };
                 let unchanged = existing.is_some_and(|r| {
                     r.remind_at == next.remind_at
@@ -258,10 +262,18 @@ mod tests {
             (at, Some("00-trace"))
         );
         assert_eq!(scheduled.reminder_data().unwrap(), r.event_data());
-        let due = r.due_event(r.remind_at);
+        let planned = Reminder {
+            traceparent: Some("00-plan".into()),
+            ..r.clone()
+        };
+        let due = planned.due_event(r.remind_at);
         assert_eq!(due.event_type, "reminder.due");
         assert_eq!(due.user_id(), Some("alice"));
-        assert!(due.traceparent.is_some(), "a delivery starts its own trace");
+        assert_eq!(
+            due.traceparent.as_deref(),
+            Some("00-plan"),
+            "a delivery continues the trace that planned it"
+        );
     }
 
     #[test]
@@ -345,6 +357,7 @@ mod tests {
             due_at: ts("2030-12-01T09:00:00Z"),
             status: ReminderStatus::Scheduled,
             task_version: 1,
+            traceparent: None,
         };
         assert!(announces_schedule(None, &reminder));
         assert!(!announces_schedule(Some(&reminder), &reminder));
@@ -366,9 +379,9 @@ mod tests {
         assert_eq!(event.reminder_data().unwrap(), reminder.event_data());
         let due = reminder.due_event(ts("2030-12-01T08:45:00Z"));
         assert_eq!(due.event_type, "reminder.due");
-        assert!(
-            due.traceparent.is_some(),
-            "a delivery starts a trace of its own"
+        assert_eq!(
+            due.traceparent, None,
+            "a reminder planned outside any trace is delivered outside one"
         );
     }
 }

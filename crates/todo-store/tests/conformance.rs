@@ -58,6 +58,7 @@ fn scheduled(
         due_at: remind_at + Duration::minutes(15),
         status: ReminderStatus::Scheduled,
         task_version: version,
+        traceparent: None,
     }
 }
 
@@ -1181,7 +1182,10 @@ pub async fn a_reminder_plan_applies_once_per_task_version(store: &dyn Store, lo
         .expect("plan_reminder")
         .expect("a new reminder");
     assert!(made.announced, "a new reminder is announced");
-    let expected = scheduled(task_id, "alice", 1, first_at, "Call mum");
+    let expected = Reminder {
+        traceparent: Some(TRACEPARENT.to_owned()),
+        ..scheduled(task_id, "alice", 1, first_at, "Call mum")
+    };
     assert_eq!(made.reminder, expected);
     let events = events_after(log, start, Topic::Reminders).await;
     assert_eq!(types(&events), ["reminder.scheduled"]);
@@ -1315,17 +1319,25 @@ pub async fn due_reminders_are_delivered_once_each(store: &dyn Store, log: &dyn 
     let rb = scheduled(b, "alice", 1, t0() + Duration::hours(2), "B");
     let rc = scheduled(c, "bob", 1, t0() + Duration::hours(5), "C");
     let re = scheduled(e, "alice", 1, t0() + Duration::hours(4), "E");
+    // Planned in a trace: their deliveries continue it.
+    let [ra, rb, rc, re] = [ra, rb, rc, re].map(|r| Reminder {
+        traceparent: Some(TRACEPARENT.to_owned()),
+        ..r
+    });
     for r in [&ra, &rb, &rc, &re] {
         assert!(
-            plan(
-                store,
-                r.task_id,
-                &r.user_id,
-                1,
-                &schedule(r.remind_at, &r.title)
-            )
-            .await
-            .is_some()
+            store
+                .plan_reminder(
+                    r.task_id,
+                    &r.user_id,
+                    1,
+                    &schedule(r.remind_at, &r.title),
+                    t0(),
+                    r.traceparent.clone(),
+                )
+                .await
+                .expect("plan_reminder")
+                .is_some()
         );
     }
     // The earliest reminder of all, but cancelled: never delivered, never "next".
@@ -1358,6 +1370,12 @@ pub async fn due_reminders_are_delivered_once_each(store: &dyn Store, log: &dyn 
     assert_eq!(delivered, vec![sent(&ra), sent(&rb)]);
     let events = events_after(log, start, Topic::Reminders).await;
     assert_eq!(types(&events), ["reminder.due", "reminder.due"]);
+    assert!(
+        events
+            .iter()
+            .all(|s| s.event.traceparent.as_deref() == Some(TRACEPARENT)),
+        "a delivery continues the trace that planned it"
+    );
     let mut due_tasks: Vec<Uuid> = events
         .iter()
         .map(|s| s.event.reminder_data().expect("reminder data").task_id)

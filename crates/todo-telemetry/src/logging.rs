@@ -4,7 +4,8 @@
 //! existing formatter produces it (`tracing-subscriber`'s JSON formatter nests
 //! span fields under `spans`/`span`), so [`json_layer`] is a small custom
 //! [`Layer`] that keeps each span's fields in the span's extensions and
-//! flattens the whole scope into every event.
+//! flattens the whole scope into every event, with the `trace_id` and `span_id`
+//! of the innermost span (see [`crate::trace`]).
 
 use std::collections::BTreeMap;
 use std::fmt::{self, Write as _};
@@ -69,16 +70,25 @@ impl fmt::Display for LogFormat {
     }
 }
 
-/// Keeps logging alive for the life of the process; on drop, writes out every queued
+/// Keeps logging (and trace export) alive for the life of the process; on drop, sends the
+/// spans still queued (waiting at most [`EXPORT_FLUSH`]), then writes out every queued log
 /// line (JSON lines go to stdout in batches from a background thread) and flushes stdout.
 #[derive(Debug)]
 #[must_use = "dropping the guard early flushes and may lose buffered telemetry; keep it until main returns"]
 pub struct Guard {
-    _private: (),
+    provider: Option<opentelemetry_sdk::trace::SdkTracerProvider>,
 }
+
+/// How long a stopping process waits for its last spans to be sent.
+pub const EXPORT_FLUSH: std::time::Duration = std::time::Duration::from_secs(5);
 
 impl Drop for Guard {
     fn drop(&mut self) {
+        if let Some(provider) = self.provider.take()
+            && let Err(e) = provider.shutdown_with_timeout(EXPORT_FLUSH)
+        {
+            tracing::warn!(error = %e, "sending the last spans at shutdown failed");
+        }
         crate::stdout::stop();
         // Nothing useful can be done if stdout is gone at shutdown.
         let _ = std::io::stdout().flush();
@@ -103,8 +113,43 @@ pub fn init(
     service: &str,
     default_filter: &str,
 ) -> Result<Guard, TelemetryError> {
+    init_with_export(format, service, default_filter, None)
+}
+
+/// [`init`], and with `export` set, spans exported over OTLP ([`crate::otlp`]); without
+/// it every span still gets W3C trace and span ids for the log lines and for propagation,
+/// and nothing else is built. Must run inside the Tokio runtime when `export` is set.
+///
+/// # Errors
+///
+/// As [`init`], and [`TelemetryError::Export`] if the exporter cannot be built.
+pub fn init_with_export(
+    format: LogFormat,
+    service: &str,
+    default_filter: &str,
+    export: Option<&crate::otlp::ExportSettings>,
+) -> Result<Guard, TelemetryError> {
     let rust_log = std::env::var("RUST_LOG").ok();
     let filter = build_filter(rust_log.as_deref(), default_filter)?;
+    let provider = export.map(crate::otlp::provider).transpose()?;
+    // Exported spans come from this project's crates only: the exporter's own HTTP and
+    // gRPC stack must not trace itself, and library spans would only add cost. Log lines
+    // at WARN and ERROR inside a span become span events (an ERROR marks the span failed);
+    // the others are in the logs, which carry the span's ids.
+    let otel = provider.as_ref().map(|provider| {
+        use opentelemetry::trace::TracerProvider as _;
+        tracing_opentelemetry::layer()
+            .with_tracer(provider.tracer("todo"))
+            .with_location(false)
+            .with_threads(false)
+            .with_target(false)
+            .with_tracked_inactivity(false)
+            .with_filter(tracing_subscriber::filter::filter_fn(|meta| {
+                meta.target().starts_with("todo")
+                    && (meta.is_span() || *meta.level() <= tracing::Level::WARN)
+            }))
+    });
+    let context = provider.is_none().then(crate::trace::ContextLayer::new);
 
     // `Option<Layer>` is itself a layer, which avoids boxing to pick one.
     let json = (format == LogFormat::Json).then(|| {
@@ -119,12 +164,24 @@ pub fn init(
 
     tracing_subscriber::registry()
         .with(filter)
+        .with(context)
+        .with(otel)
         .with(json)
         .with(pretty)
         .try_init()
         .map_err(TelemetryError::AlreadyInitialized)?;
+    if let Some(settings) = export {
+        crate::trace::set_exporting(true);
+        tracing::info!(
+            endpoint = settings.endpoint_for_log(),
+            protocol = settings.protocol.as_str(),
+            service_name = settings.service_name.as_str(),
+            sampler = %settings.sampler,
+            "exporting traces over OTLP"
+        );
+    }
 
-    Ok(Guard { _private: () })
+    Ok(Guard { provider })
 }
 
 /// Chooses and parses the filter; split from [`init`] so it is testable
@@ -186,8 +243,15 @@ struct SpanFields(Map<String, Value>);
 /// Records tracing field values into a JSON map, keeping their JSON types.
 struct JsonVisitor<'a>(&'a mut Map<String, Value>);
 
+/// Prefix of the fields that instruct the OpenTelemetry layer (`otel.name`, `otel.kind`,
+/// ...): they describe the exported span, not what happened, and are not logged.
+const OTEL_PREFIX: &str = "otel.";
+
 impl JsonVisitor<'_> {
     fn put(&mut self, field: &Field, value: Value) {
+        if field.name().starts_with(OTEL_PREFIX) {
+            return;
+        }
         self.0.insert(field.name().to_owned(), value);
     }
 }
@@ -322,6 +386,16 @@ where
         let mut fields: BTreeMap<&str, &Value> = BTreeMap::new();
         for span_fields in extensions.iter().filter_map(|e| e.get::<SpanFields>()) {
             fields.extend(span_fields.0.iter().map(|(k, v)| (k.as_str(), v)));
+        }
+        // The ids of the span the line was written in: a span field of the same name is
+        // not the trace's, so these win over it.
+        let ids = (!spans.is_empty())
+            .then(|| crate::trace::log_ids(extensions.iter().rev()))
+            .flatten()
+            .map(|(trace_id, span_id)| (Value::String(trace_id), Value::String(span_id)));
+        if let Some((trace_id, span_id)) = &ids {
+            fields.insert("trace_id", trace_id);
+            fields.insert("span_id", span_id);
         }
         fields.extend(event_fields.iter().map(|(k, v)| (k.as_str(), v)));
 
@@ -529,6 +603,105 @@ mod tests {
         assert_eq!(line["count"], Value::from(3));
         assert_eq!(line["ratio"], Value::from(0.5));
         assert_eq!(line["neg"], Value::from(-2));
+    }
+
+    #[test]
+    fn lines_carry_the_ids_of_their_span_and_otel_fields_are_not_logged() {
+        let cap = Capture::default();
+        let sink = cap.clone();
+        let subscriber = tracing_subscriber::registry()
+            .with(crate::trace::ContextLayer::new())
+            .with(json_layer("todo", move || sink.clone()));
+        let (outer, inner) = tracing::subscriber::with_default(subscriber, || {
+            let outer = info_span!("outer", otel.name = "GET /x", otel.kind = "server");
+            let _o = outer.enter();
+            info!("in outer");
+            let inner = info_span!("inner");
+            let _i = inner.enter();
+            info!("in inner");
+            drop(_i);
+            drop(_o);
+            info!("outside");
+            (
+                crate::trace::traceparent(&outer).unwrap(),
+                crate::trace::traceparent(&inner).unwrap(),
+            )
+        });
+        let lines: Vec<Value> = cap
+            .chunks()
+            .iter()
+            .map(|c| serde_json::from_str(c).unwrap())
+            .collect();
+        let ids = |header: &str| {
+            let parts: Vec<&str> = header.split('-').collect();
+            (parts[1].to_owned(), parts[2].to_owned())
+        };
+        let (trace_id, outer_span) = ids(&outer);
+        let (inner_trace, inner_span) = ids(&inner);
+        assert_eq!(inner_trace, trace_id);
+        assert_eq!(lines[0]["trace_id"], trace_id.as_str());
+        assert_eq!(lines[0]["span_id"], outer_span.as_str());
+        assert_eq!(lines[1]["trace_id"], trace_id.as_str());
+        assert_eq!(lines[1]["span_id"], inner_span.as_str());
+        assert!(lines[2].get("trace_id").is_none(), "{}", lines[2]);
+        assert!(
+            lines[0]
+                .as_object()
+                .unwrap()
+                .keys()
+                .all(|k| !k.starts_with("otel.")),
+            "{}",
+            lines[0]
+        );
+    }
+
+    #[test]
+    fn with_export_on_lines_carry_the_exported_span_ids_and_parents_propagate() {
+        use opentelemetry::trace::TracerProvider as _;
+        use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider};
+
+        let exporter = InMemorySpanExporter::default();
+        let provider = SdkTracerProvider::builder()
+            .with_simple_exporter(exporter.clone())
+            .build();
+        crate::trace::set_exporting(true);
+        let cap = Capture::default();
+        let sink = cap.clone();
+        let subscriber = tracing_subscriber::registry()
+            .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("test")))
+            .with(json_layer("todo", move || sink.clone()));
+        let remote = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+        let header = tracing::subscriber::with_default(subscriber, || {
+            let span = info_span!("audit");
+            crate::trace::set_parent(&span, Some(remote));
+            crate::trace::set_name(&span, || "audit process".into());
+            let _g = span.enter();
+            info!("handled");
+            crate::trace::traceparent(&span).unwrap()
+        });
+        let _ = provider.force_flush();
+        let spans = exporter.get_finished_spans().unwrap();
+        assert_eq!(spans.len(), 1);
+        let span = &spans[0];
+        assert_eq!(span.name, "audit process");
+        assert_eq!(
+            format!("{:032x}", span.span_context.trace_id()),
+            "0af7651916cd43dd8448eb211c80319c"
+        );
+        assert_eq!(format!("{:016x}", span.parent_span_id), "b7ad6b7169203331");
+        let line: Value = serde_json::from_str(&cap.chunks()[0]).unwrap();
+        assert_eq!(line["trace_id"], "0af7651916cd43dd8448eb211c80319c");
+        assert_eq!(
+            line["span_id"],
+            format!("{:016x}", span.span_context.span_id())
+        );
+        assert_eq!(
+            header,
+            format!(
+                "00-0af7651916cd43dd8448eb211c80319c-{:016x}-01",
+                span.span_context.span_id()
+            )
+        );
     }
 
     #[test]

@@ -7,7 +7,7 @@ use axum::extract::{MatchedPath, Request, State};
 use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use todo_domain::TraceParent;
+use todo_telemetry::trace::{self, KeyValue};
 use tracing::Instrument;
 
 use super::error::{PROBLEM_JSON, problem};
@@ -22,14 +22,15 @@ static TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
 pub struct RequestContext {
     /// The `X-Request-Id`.
     pub request_id: String,
-    /// This request's span in the caller's trace (or a new trace).
-    pub trace: TraceParent,
+    /// This request's span, in the caller's trace (or a new trace).
+    pub span: tracing::Span,
 }
 
 impl RequestContext {
-    /// The `traceparent` to stamp on events this request causes.
+    /// The `traceparent` to stamp on events this request causes: the request's span is
+    /// their parent.
     pub fn event_traceparent(&self) -> Option<String> {
-        Some(self.trace.child().header())
+        trace::traceparent(&self.span)
     }
 }
 
@@ -51,40 +52,55 @@ pub async fn observe(State(state): State<AppState>, mut request: Request, next: 
         .get(&REQUEST_ID)
         .and_then(valid_request_id)
         .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
-    let trace = request
-        .headers()
-        .get(&TRACEPARENT)
-        .and_then(|v| v.to_str().ok())
-        .and_then(TraceParent::parse)
-        .map(|parent| parent.child())
-        .unwrap_or_else(TraceParent::new_root);
+    let matched = request.extensions().get::<MatchedPath>().is_some();
     let route = request
         .extensions()
         .get::<MatchedPath>()
         .map(|p| p.as_str().to_owned())
         .unwrap_or_else(|| "unmatched".to_owned());
     let method = request.method().clone();
+    // The exported span: named and described per the OpenTelemetry HTTP conventions. The
+    // query string is never recorded (a WebSocket may carry its token there).
     let span = tracing::info_span!(
         "request",
+        otel.kind = "server",
+        otel.status_code = tracing::field::Empty,
         method = %method,
         route = %route,
         request_id = %request_id,
-        trace_id = %trace.trace_id,
-        span_id = %trace.span_id,
         user_id = tracing::field::Empty,
         task_id = tracing::field::Empty,
     );
+    // A valid incoming `traceparent` makes this request part of the caller's trace.
+    trace::set_parent(
+        &span,
+        request
+            .headers()
+            .get(&TRACEPARENT)
+            .and_then(|v| v.to_str().ok()),
+    );
+    trace::set_name(&span, || match matched {
+        true => format!("{method} {route}"),
+        false => method.to_string(),
+    });
+    trace::set_attributes(&span, || {
+        let mut attributes = vec![
+            KeyValue::new("http.request.method", method.to_string()),
+            KeyValue::new("url.path", request.uri().path().to_owned()),
+            KeyValue::new("url.scheme", "http"),
+        ];
+        if matched {
+            attributes.push(KeyValue::new("http.route", route.clone()));
+        }
+        attributes
+    });
     request.extensions_mut().insert(RequestContext {
         request_id: request_id.clone(),
-        trace,
+        span: span.clone(),
     });
     let mut finish = Finish {
         state: state.clone(),
         service: service_of(&route),
-        trace_id: request
-            .extensions()
-            .get::<RequestContext>()
-            .map(|ctx| ctx.trace.trace_id.clone()),
         method,
         route,
         started,
@@ -137,7 +153,6 @@ pub fn service_of(route: &str) -> &'static str {
 struct Finish {
     state: AppState,
     service: &'static str,
-    trace_id: Option<String>,
     method: axum::http::Method,
     route: String,
     started: Instant,
@@ -151,13 +166,21 @@ impl Finish {
         self.state.metrics.http.in_flight_dec();
         let seconds = self.started.elapsed().as_secs_f64();
         let code = status.as_u16();
+        trace::set_attributes(&self.span, || {
+            [KeyValue::new("http.response.status_code", i64::from(code))]
+        });
+        if status.is_server_error() {
+            self.span.record("otel.status_code", "error");
+        }
         self.state.metrics.http.observe(
             self.service,
             self.method.as_str(),
             &self.route,
             code,
             seconds,
-            self.trace_id.as_deref(),
+            trace::traceparent(&self.span)
+                .as_deref()
+                .and_then(trace::sampled_trace_id),
         );
         let _enter = self.span.enter();
         let latency_ms = seconds * 1000.0;

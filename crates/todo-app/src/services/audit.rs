@@ -7,7 +7,7 @@ use todo_bus::Delivery;
 use todo_domain::{AuditEntry, Topic, time};
 use todo_store::Store;
 
-use super::consumer::{Handled, Handler, Reason, Rejected};
+use super::consumer::{Handled, Handler, Reason, Rejected, event_span};
 
 /// Consumer writing the audit log.
 pub struct Audit {
@@ -34,11 +34,15 @@ impl Handler for Audit {
     async fn handle(&self, batch: &[Delivery]) -> anyhow::Result<Handled> {
         let now = time::now();
         let mut handled = Handled::default();
+        // One span per event recorded, each in its event's trace, open for the batch's write.
+        let mut spans = Vec::with_capacity(batch.len());
         let entries: Vec<AuditEntry> = batch
             .iter()
             .filter_map(|d| {
                 let entry = AuditEntry::from_event(&d.event, now);
-                if entry.is_none() {
+                if entry.is_some() {
+                    spans.push(event_span(self.name(), "audit process", d));
+                } else {
                     // The audit log is per user: an event naming none has no place in it.
                     handled.reject(Rejected::new(
                         d,
@@ -64,6 +68,9 @@ impl Handler for Audit {
             recorded = new.len(),
             "audit batch"
         );
+        for span in spans {
+            span.in_scope(|| tracing::debug!("event audited"));
+        }
         Ok(handled)
     }
 }

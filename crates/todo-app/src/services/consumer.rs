@@ -427,28 +427,60 @@ impl Step<'_> {
 }
 
 /// A span carrying an event's identity, so every log line written while handling it names
-/// the event, its task and user, and the trace of the request that caused it.
-pub fn event_span(consumer: &'static str, event: &todo_domain::CloudEvent) -> tracing::Span {
-    let trace = event
-        .traceparent
-        .as_deref()
-        .and_then(todo_domain::TraceParent::parse);
-    tracing::info_span!(
+/// the event, its task and user; the span continues the event's trace as a child of the
+/// span that wrote the event (its `traceparent`). `name` is the exported span's name
+/// (`audit process`, `sync publish`, ...).
+pub fn event_span(
+    consumer: &'static str,
+    name: &'static str,
+    delivery: &Delivery,
+) -> tracing::Span {
+    let event = &delivery.event;
+    let span = tracing::info_span!(
         "event",
+        otel.name = name,
+        otel.kind = "consumer",
         consumer,
         event_id = %event.id,
         event_type = event.event_type.as_str(),
         task_id = event.subject.as_str(),
         user_id = event.user_id().unwrap_or_default(),
-        trace_id = trace.as_ref().map(|t| t.trace_id.as_str()).unwrap_or_default(),
-        span_id = trace.as_ref().map(|t| t.span_id.as_str()).unwrap_or_default(),
-    )
+    );
+    todo_telemetry::trace::set_parent(&span, event.traceparent.as_deref());
+    todo_telemetry::trace::set_attributes(&span, || {
+        use todo_telemetry::trace::KeyValue;
+        [
+            KeyValue::new("messaging.system", messaging_system()),
+            KeyValue::new("messaging.operation.type", "process"),
+            KeyValue::new("messaging.operation.name", "process"),
+            KeyValue::new("messaging.consumer.group.name", consumer),
+            KeyValue::new("messaging.destination.name", delivery.at.topic.clone()),
+            KeyValue::new(
+                "messaging.destination.partition.id",
+                delivery.at.partition.to_string(),
+            ),
+            KeyValue::new("messaging.message.id", event.id.to_string()),
+        ]
+    });
+    span
 }
 
-/// The trace id of the request that caused `event`, from its `traceparent`.
+/// The `messaging.system` of consumer spans: `kafka`, `dapr`, or `todo_outbox` for the
+/// in-process log over the store's outbox.
+static MESSAGING_SYSTEM: std::sync::OnceLock<&'static str> = std::sync::OnceLock::new();
+
+/// Names the bus events arrive on, for the consumer spans (once, at start).
+pub fn set_messaging_system(system: &'static str) {
+    let _ = MESSAGING_SYSTEM.set(system);
+}
+
+fn messaging_system() -> &'static str {
+    MESSAGING_SYSTEM.get().copied().unwrap_or("todo_outbox")
+}
+
+/// The trace id of the request that caused `event`, from its `traceparent`, if sampled.
 fn trace_id(event: &todo_domain::CloudEvent) -> Option<&str> {
-    // `version-traceid-spanid-flags`; the metrics check the id's form.
-    event.traceparent.as_deref()?.split('-').nth(1)
+    todo_telemetry::trace::sampled_trace_id(event.traceparent.as_deref()?)
 }
 
 /// The pause before retry number `attempt`: 200 ms, doubling, at most 5 s.

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use todo_bus::Delivery;
-use todo_domain::{EventType, ReminderPlan, Topic, TraceParent, time};
+use todo_domain::{EventType, ReminderPlan, Topic, time};
 use todo_store::Store;
 use todo_telemetry::Metrics;
 use tokio::sync::Notify;
@@ -76,15 +76,11 @@ impl Planner {
     /// Applies one event's plan; returns whether the schedule changed.
     async fn plan_one(
         &self,
-        event: &todo_domain::CloudEvent,
         (task, version, plan): Planned,
         now: time::Timestamp,
     ) -> anyhow::Result<bool> {
-        let traceparent = event
-            .traceparent
-            .as_deref()
-            .and_then(TraceParent::parse)
-            .map(|t| t.child().header());
+        // `reminder.scheduled` is a child of this consumer's span, and so is the delivery.
+        let traceparent = todo_telemetry::trace::traceparent(&tracing::Span::current());
         let changed = self
             .store
             .plan_reminder(task.id, &task.user_id, version, &plan, now, traceparent)
@@ -119,11 +115,8 @@ impl Handler for Planner {
                     continue;
                 }
             };
-            let span = event_span(self.name(), &delivery.event);
-            changed |= self
-                .plan_one(&delivery.event, planned, now)
-                .instrument(span)
-                .await?;
+            let span = event_span(self.name(), "notification process", delivery);
+            changed |= self.plan_one(planned, now).instrument(span).await?;
         }
         if changed {
             self.schedule_changed.notify_one();
@@ -193,7 +186,9 @@ pub async fn deliver_due(
             .max(0) as f64
             / 1e6;
         metrics.reminders.observe_lag(lag);
-        tracing::info!(task_id = %reminder.task_id, user_id = reminder.user_id.as_str(), lag_seconds = lag, "reminder delivered");
+        let span = tracing::info_span!("reminder deliver", task_id = %reminder.task_id, user_id = reminder.user_id.as_str());
+        todo_telemetry::trace::set_parent(&span, reminder.traceparent.as_deref());
+        span.in_scope(|| tracing::info!(lag_seconds = lag, "reminder delivered"));
     }
     metrics.reminders.delivered(delivered.len() as u64);
     Ok(delivered.len())

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use todo_bus::Delivery;
-use todo_domain::{CloudEvent, EventType, Task, Topic, TraceParent, time};
+use todo_domain::{CloudEvent, EventType, Task, Topic, time};
 use todo_store::Store;
 use todo_telemetry::Metrics;
 use uuid::Uuid;
@@ -89,19 +89,9 @@ impl Recurring {
             );
             return Ok(());
         };
-        let trace = event
-            .traceparent
-            .as_deref()
-            .and_then(TraceParent::parse)
-            .map(|t| t.child())
-            .unwrap_or_else(TraceParent::new_root);
-        let created = CloudEvent::task(
-            EventType::TaskCreated,
-            SERVICE,
-            &next,
-            now,
-            Some(trace.header()),
-        );
+        // The next occurrence's event is a child of this consumer's span.
+        let traceparent = todo_telemetry::trace::traceparent(&tracing::Span::current());
+        let created = CloudEvent::task(EventType::TaskCreated, SERVICE, &next, now, traceparent);
         if self
             .store
             .spawn_next_occurrence(done.id, &next, &created)
@@ -135,7 +125,7 @@ impl Handler for Recurring {
             if delivery.event.kind().ok() != Some(EventType::TaskCompleted) {
                 continue;
             }
-            let span = event_span(self.name(), &delivery.event);
+            let span = event_span(self.name(), "recurring process", delivery);
             self.handle_one(delivery, &mut handled)
                 .instrument(span)
                 .await?;

@@ -14,7 +14,7 @@ use todo_domain::Topic;
 use todo_telemetry::Metrics;
 use tokio::sync::{mpsc, oneshot};
 
-use super::consumer::{Handled, Handler, Reason, Rejected};
+use super::consumer::{Handled, Handler, Reason, Rejected, event_span};
 
 /// Why the server closes a client.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -146,6 +146,11 @@ impl Hub {
         }
     }
 
+    /// Whether `user_id` has a connected client.
+    pub fn has_clients(&self, user_id: &str) -> bool {
+        self.lock().contains_key(user_id)
+    }
+
     /// Closes every client (shutdown).
     pub fn close_all(&self) {
         let mut clients = self.lock();
@@ -208,15 +213,29 @@ impl Handler for Sync {
                 ));
                 continue;
             };
+            // One span per event fanned out to a client, in the event's trace (most events
+            // have no one watching: they get no span).
+            let span = self
+                .hub
+                .has_clients(user_id)
+                .then(|| event_span(self.name(), "sync publish", delivery));
+            let _in_span = span.as_ref().map(tracing::Span::enter);
             let mut unrenderable = None;
+            let mut rendered = false;
             self.hub
                 .publish_with(user_id, || match serde_json::to_string(&*delivery.event) {
-                    Ok(json) => Some(json.into()),
+                    Ok(json) => {
+                        rendered = true;
+                        Some(json.into())
+                    }
                     Err(e) => {
                         unrenderable = Some(e);
                         None
                     }
                 });
+            if rendered {
+                tracing::debug!("event queued for the user's WebSocket clients");
+            }
             if let Some(e) = unrenderable {
                 rejected.push(Rejected::new(delivery, Reason::Unrenderable, e));
             }

@@ -17,6 +17,7 @@ use sha2::Sha256;
 use todo_store::{Store, WebhookDelivery, WebhookOutcome};
 use todo_telemetry::Metrics;
 use tokio::sync::{Notify, Semaphore};
+use tracing::Instrument as _;
 
 use crate::shutdown::ShutdownSignal;
 
@@ -56,14 +57,52 @@ fn retry_delay(config: &WebhookConfig, attempts_before: i64) -> Duration {
         .min(Duration::from_secs(3600))
 }
 
+/// The span of one attempt (`webhook send`): a client span in the trace of the
+/// `reminder.due` event it carries. The URL is not recorded (it may hold a token), only
+/// its host and port.
+fn send_span(config: &WebhookConfig, delivery: &WebhookDelivery) -> tracing::Span {
+    use todo_telemetry::trace::{self, KeyValue};
+    let span = tracing::info_span!(
+        "webhook send",
+        otel.kind = "client",
+        otel.status_code = tracing::field::Empty,
+        event_id = %delivery.event_id,
+        attempt = delivery.attempts + 1,
+    );
+    let traceparent = serde_json::from_str::<serde_json::Value>(&delivery.payload)
+        .ok()
+        .and_then(|event| event.get("traceparent")?.as_str().map(str::to_owned));
+    trace::set_parent(&span, traceparent.as_deref());
+    trace::set_attributes(&span, || {
+        let url = reqwest::Url::parse(&config.url).ok();
+        let mut attributes = vec![KeyValue::new("http.request.method", "POST")];
+        if let Some(url) = &url {
+            attributes.push(KeyValue::new(
+                "server.address",
+                url.host_str().unwrap_or_default().to_owned(),
+            ));
+            if let Some(port) = url.port_or_known_default() {
+                attributes.push(KeyValue::new("server.port", i64::from(port)));
+            }
+        }
+        attributes
+    });
+    span
+}
+
 async fn attempt(
     client: &reqwest::Client,
     config: &WebhookConfig,
     delivery: &WebhookDelivery,
 ) -> Result<(), String> {
     let timestamp = chrono::Utc::now().timestamp();
-    let response = client
-        .post(&config.url)
+    let span = tracing::Span::current();
+    let mut request = client.post(&config.url);
+    // The receiver can continue the trace from this attempt's span.
+    if let Some(traceparent) = todo_telemetry::trace::traceparent(&span) {
+        request = request.header(todo_telemetry::trace::TRACEPARENT, traceparent);
+    }
+    let response = request
         .header("content-type", "application/cloudevents+json")
         .header("x-todo-event-id", delivery.event_id.to_string())
         .header("x-todo-timestamp", timestamp.to_string())
@@ -74,11 +113,22 @@ async fn attempt(
         .body(delivery.payload.clone())
         .send()
         .await
-        .map_err(|e| format!("request failed: {e}"))?;
-    if response.status().is_success() {
+        .map_err(|e| {
+            span.record("otel.status_code", "error");
+            format!("request failed: {e}")
+        })?;
+    let status = response.status();
+    todo_telemetry::trace::set_attributes(&span, || {
+        [todo_telemetry::trace::KeyValue::new(
+            "http.response.status_code",
+            i64::from(status.as_u16()),
+        )]
+    });
+    if status.is_success() {
         Ok(())
     } else {
-        Err(format!("receiver answered {}", response.status()))
+        span.record("otel.status_code", "error");
+        Err(format!("receiver answered {status}"))
     }
 }
 
@@ -121,6 +171,7 @@ pub async fn run(
                         client.clone(),
                     );
                     let wake = wake.clone();
+                    let span = send_span(&config, &delivery);
                     tokio::spawn(async move {
                         let _permit = permit;
                         let outcome = match attempt(&client, &config, &delivery).await {
@@ -163,7 +214,7 @@ pub async fn run(
                         // The sender sleeps until the earliest pending attempt, which was this
                         // delivery's lease; wake it so a retry runs at its own (earlier) time.
                         wake.notify_one();
-                    });
+                    }.instrument(span));
                 }
             }
             Err(e) => tracing::warn!(error = %e, "claiming webhooks failed"),

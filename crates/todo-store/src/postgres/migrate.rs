@@ -10,14 +10,21 @@ use deadpool_postgres::Client;
 use crate::{Result, StoreError};
 
 /// Every migration, in order; a new one is appended, never edited.
-const MIGRATIONS: &[(i32, &str, &str)] = &[(
-    1,
-    "init",
-    include_str!("../../migrations/postgres/0001_init.sql"),
-)];
+const MIGRATIONS: &[(i32, &str, &str)] = &[
+    (
+        1,
+        "init",
+        include_str!("../../migrations/postgres/0001_init.sql"),
+    ),
+    (
+        2,
+        "reminder_traceparent",
+        include_str!("../../migrations/postgres/0002_reminder_traceparent.sql"),
+    ),
+];
 
 /// How many migrations this build knows.
-pub(super) const LATEST: i32 = 1;
+pub(super) const LATEST: i32 = 2;
 
 /// The advisory lock key migrations take ("todo-mig" in ASCII). Per database: schemas of one
 /// database migrate one after another, which costs nothing and also serializes

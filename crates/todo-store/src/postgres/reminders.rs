@@ -24,7 +24,8 @@ use super::events::{self, OutboxRow};
 use crate::{PageQuery, Result, StoreError, WebhookDelivery, WebhookOutcome};
 
 /// The columns [`reminder`] reads, in its order.
-const REMINDER_COLUMNS: &str = "task_id, user_id, title, remind_at, due_at, status, task_version";
+const REMINDER_COLUMNS: &str =
+    "task_id, user_id, title, remind_at, due_at, status, task_version, traceparent";
 
 /// The advisory lock class of reminder planning ("todo" in ASCII); the key is the task's.
 const PLAN_LOCK: i32 = 0x746f_646f;
@@ -40,6 +41,7 @@ fn reminder(row: &Row) -> Result<Reminder> {
         status: ReminderStatus::parse(status)
             .ok_or_else(|| StoreError::Corrupt(format!("bad status {status:?}")))?,
         task_version: row.try_get(6)?,
+        traceparent: row.try_get(7)?,
     })
 }
 
@@ -85,16 +87,19 @@ pub(super) async fn plan(
         .as_ref()
         .map(reminder)
         .transpose()?;
-    let Some(next) = plan.apply(existing.as_ref(), task_id, user_id, task_version) else {
+    let Some(mut next) = plan.apply(existing.as_ref(), task_id, user_id, task_version) else {
         return Ok((None, None));
     };
+    // Its delivery continues the trace of the span planning it now.
+    next.traceparent = traceparent.clone();
     let upsert = tx
         .prepare_cached(
-            "INSERT INTO reminders (task_id, user_id, title, remind_at, due_at, status, task_version, updated_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+            "INSERT INTO reminders (task_id, user_id, title, remind_at, due_at, status, task_version, updated_at,
+                traceparent)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
              ON CONFLICT (task_id) DO UPDATE SET title = excluded.title, remind_at = excluded.remind_at,
                 due_at = excluded.due_at, status = excluded.status, task_version = excluded.task_version,
-                updated_at = excluded.updated_at",
+                updated_at = excluded.updated_at, traceparent = excluded.traceparent",
         )
         .await?;
     tx.execute(
@@ -108,6 +113,7 @@ pub(super) async fn plan(
             &next.status.as_str(),
             &task_version,
             &now,
+            &next.traceparent,
         ],
     )
     .await?;

@@ -18,12 +18,15 @@ fn migrations() -> Migrations<'static> {
         M::up(include_str!(
             "../../migrations/sqlite/0004_dead_letters.sql"
         )),
+        M::up(include_str!(
+            "../../migrations/sqlite/0005_reminder_traceparent.sql"
+        )),
     ];
     Migrations::from_slice(ALL)
 }
 
 /// How many migrations this build knows.
-pub(super) const LATEST: i64 = 4;
+pub(super) const LATEST: i64 = 5;
 
 /// Brings the schema up to date.
 pub(super) fn to_latest(conn: &mut Connection) -> Result<()> {

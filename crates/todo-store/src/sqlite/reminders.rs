@@ -12,7 +12,8 @@ use super::{events, rows};
 use crate::{PageQuery, Planned, Result, StoreError, WebhookDelivery, WebhookOutcome};
 
 /// The columns [`reminder`] reads, in its order.
-const REMINDER_COLUMNS: &str = "task_id, user_id, title, remind_at, due_at, status, task_version";
+const REMINDER_COLUMNS: &str =
+    "task_id, user_id, title, remind_at, due_at, status, task_version, traceparent";
 
 fn reminder(row: &Row<'_>) -> Result<Reminder> {
     let status = row.get_ref(5)?.as_str()?;
@@ -25,6 +26,7 @@ fn reminder(row: &Row<'_>) -> Result<Reminder> {
         status: ReminderStatus::parse(status)
             .ok_or_else(|| StoreError::Corrupt(format!("bad status {status:?}")))?,
         task_version: row.get(6)?,
+        traceparent: row.get(7)?,
     })
 }
 
@@ -48,16 +50,19 @@ pub(super) fn plan(
     traceparent: Option<String>,
 ) -> Result<Option<Planned>> {
     let existing = get(ctx.conn, task_id)?;
-    let Some(next) = plan.apply(existing.as_ref(), task_id, user_id, task_version) else {
+    let Some(mut next) = plan.apply(existing.as_ref(), task_id, user_id, task_version) else {
         return Ok(None);
     };
+    // Its delivery continues the trace of the span planning it now.
+    next.traceparent = traceparent.clone();
     ctx.conn
         .prepare_cached(
-            "INSERT INTO reminders (task_id, user_id, title, remind_at, due_at, status, task_version, updated_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+            "INSERT INTO reminders (task_id, user_id, title, remind_at, due_at, status, task_version, updated_at,
+                traceparent)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
              ON CONFLICT (task_id) DO UPDATE SET title = excluded.title, remind_at = excluded.remind_at,
                 due_at = excluded.due_at, status = excluded.status, task_version = excluded.task_version,
-                updated_at = excluded.updated_at",
+                updated_at = excluded.updated_at, traceparent = excluded.traceparent",
         )?
         .execute(params![
             task_id.to_string(),
@@ -68,6 +73,7 @@ pub(super) fn plan(
             next.status.as_str(),
             task_version,
             now.timestamp_micros(),
+            next.traceparent,
         ])?;
     let announced = announces_schedule(existing.as_ref(), &next);
     if announced {
