@@ -43,7 +43,7 @@ cleanup() {
   local status=$?
   stop_server
   if ((STACK)); then "$ROOT/scripts/observability.sh" down "$WORK/stack" >/dev/null 2>&1 || true; fi
-  [[ -n $RECEIVER_PID ]] && kill "$RECEIVER_PID" 2>/dev/null
+  if [[ -n $RECEIVER_PID ]]; then kill "$RECEIVER_PID" 2>/dev/null || true; fi
   rm -rf "$WORK"
   exit "$status"
 }
@@ -92,7 +92,8 @@ start_server() {
 }
 
 log "receiver and seed"
-run "$ROOT/.tools/otel/bin/rotel-agent" start --otlp-http-endpoint "127.0.0.1:$RECEIVER_PORT" \
+echo "+ rotel-agent start --otlp-http-endpoint 127.0.0.1:$RECEIVER_PORT --exporter blackhole &" >&2
+"$ROOT/.tools/otel/bin/rotel-agent" start --otlp-http-endpoint "127.0.0.1:$RECEIVER_PORT" \
   --otlp-grpc-endpoint "127.0.0.1:$RECEIVER_GRPC_PORT" --exporter blackhole >"$WORK/receiver.log" 2>&1 &
 RECEIVER_PID=$!
 start_server off
