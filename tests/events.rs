@@ -1686,6 +1686,62 @@ fn dead_letters(data_dir: &std::path::Path) -> Vec<(String, String, String, i64)
         .unwrap()
 }
 
+/// A log row whose payload is no CloudEvent (edited by hand, written by something else)
+/// does not stop the log: every consumer keeps it as a dead letter (`unreadable_envelope`)
+/// and the events after it still flow.
+#[tokio::test]
+async fn a_log_row_that_is_no_cloudevent_is_kept_by_every_consumer_and_later_events_flow() {
+    let app = TestApp::spawn_with(common::Options::default()).await;
+    app.wait_ready().await;
+    let mut created = std::collections::HashSet::new();
+    created.insert(app.create_titled("alice", "before").await);
+    common::audited_once(&app, &[], "alice", &created, Duration::from_secs(10)).await;
+
+    let id = uuid::Uuid::now_v7().to_string();
+    let conn = rusqlite::Connection::open(app.data_dir.join("todo.db")).unwrap();
+    conn.busy_timeout(Duration::from_secs(10)).unwrap();
+    conn.execute(
+        "INSERT INTO events (id, topic, key, payload, created_at) VALUES (?, 'task-events', 'alice', ?, ?)",
+        rusqlite::params![
+            id,
+            json!({"id": id, "specversion": "1.0", "type": 7}).to_string(),
+            Utc::now().timestamp_micros()
+        ],
+    )
+    .unwrap();
+    drop(conn);
+    // The event after the bad row reaches the audit log: nothing waits behind the row.
+    created.insert(app.create_titled("alice", "after").await);
+    common::audited_once(&app, &[], "alice", &created, Duration::from_secs(10)).await;
+
+    let mut expected: Vec<(String, String, String, i64)> =
+        ["audit", "notification", "recurring", "sync"]
+            .into_iter()
+            .map(|c| {
+                (
+                    c.to_owned(),
+                    id.clone(),
+                    "unreadable_envelope".to_owned(),
+                    1,
+                )
+            })
+            .collect();
+    expected.sort();
+    let kept = eventually(Duration::from_secs(10), || async {
+        let kept = dead_letters(&app.data_dir);
+        (kept.len() >= expected.len()).then_some(kept)
+    })
+    .await
+    .unwrap_or_else(|| panic!("dead letters: {:#?}", dead_letters(&app.data_dir)));
+    assert_eq!(kept, expected);
+    app.wait_metric(
+        "todo_events_dead_lettered_total",
+        &["consumer=\"audit\"", "reason=\"unreadable_envelope\""],
+        1.0,
+    )
+    .await;
+}
+
 #[tokio::test]
 async fn events_consumers_cannot_handle_are_kept_counted_and_logged_and_later_events_still_flow() {
     let mut app = TestApp::spawn().await;

@@ -404,6 +404,17 @@ impl EventLog for MeteredLog {
             .await
     }
 
+    async fn read_log(
+        &self,
+        after: i64,
+        topics: &[Topic],
+        limit: i64,
+    ) -> Result<todo_store::LogRead> {
+        // The same operation as `read_events`, for the metrics.
+        self.timed("read_events", self.inner.read_log(after, topics, limit))
+            .await
+    }
+
     async fn last_event_seq(&self) -> Result<i64> {
         self.timed("last_event_seq", self.inner.last_event_seq())
             .await

@@ -6,10 +6,12 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use todo_domain::Topic;
-use todo_store::{EventLog, StoredEvent};
+use todo_store::{EventLog, LogRead};
 use tokio::sync::watch;
 
-use crate::{Batch, Delivery, EventBus, Membership, PartitionLag, Position, Result, Subscription};
+use crate::{
+    Batch, Delivery, EventBus, Membership, PartitionLag, Position, Result, Subscription, Unreadable,
+};
 
 /// How long a subscriber sleeps without a wake-up before looking anyway. Wake-ups come from
 /// the store on every append in this process; the poll only covers writers elsewhere
@@ -80,22 +82,25 @@ struct MemorySubscription {
 }
 
 impl MemorySubscription {
-    /// Reads the next events from the database, moving the read position past them.
-    async fn read_stored(&mut self, max: i64) -> Result<Vec<StoredEvent>> {
-        let events = self
+    /// Reads the next rows from the database, moving the read position past them: a row
+    /// that is no readable event comes back as unreadable, to be kept and passed, so it
+    /// cannot hold every later event back.
+    async fn read_stored(&mut self, max: i64) -> Result<LogRead> {
+        let read = self
             .store
-            .read_events(self.position, &self.topics, max)
+            .read_log(self.position, &self.topics, max)
             .await?;
-        if let Some(last) = events.last() {
-            self.position = last.seq;
+        if let Some(last) = read.last_seq() {
+            self.position = self.position.max(last);
         }
-        Ok(events)
+        Ok(read)
     }
 }
 
-fn deliveries(events: Vec<StoredEvent>) -> Option<Batch> {
-    (!events.is_empty()).then(|| Batch {
-        events: events
+fn deliveries(read: LogRead) -> Option<Batch> {
+    (!read.events.is_empty() || !read.unreadable.is_empty()).then(|| Batch {
+        events: read
+            .events
             .into_iter()
             .map(|e| Delivery {
                 at: Position {
@@ -106,7 +111,20 @@ fn deliveries(events: Vec<StoredEvent>) -> Option<Batch> {
                 event: e.event,
             })
             .collect(),
-        unreadable: Vec::new(),
+        unreadable: read
+            .unreadable
+            .into_iter()
+            .map(|u| Unreadable {
+                at: Position {
+                    topic: u.topic,
+                    partition: 0,
+                    offset: u.seq,
+                },
+                key: (!u.key.is_empty()).then_some(u.key),
+                payload: u.payload,
+                error: u.error,
+            })
+            .collect(),
     })
 }
 
@@ -126,7 +144,10 @@ impl Subscription for MemorySubscription {
             {
                 Some(read) => {
                     self.position = self.position.max(read.through);
-                    read.events
+                    LogRead {
+                        events: read.events,
+                        unreadable: Vec::new(),
+                    }
                 }
                 None => self.read_stored(max).await?,
             };

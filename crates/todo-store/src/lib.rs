@@ -27,8 +27,8 @@ pub use error::{Result, StoreError};
 pub use lead::Leadership;
 pub use log::EventLog;
 pub use model::{
-    AuditPosition, AuditQuery, DeadLetter, PageQuery, Planned, PoolState, Seek, StoredDeadLetter,
-    StoredEvent, TailRead, WebhookDelivery, WebhookOutcome,
+    AuditPosition, AuditQuery, DeadLetter, LogRead, PageQuery, Planned, PoolState, Seek,
+    StoredDeadLetter, StoredEvent, TailRead, UnreadableEvent, WebhookDelivery, WebhookOutcome,
 };
 use todo_domain::time::Timestamp;
 

@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use todo_domain::Topic;
 use todo_domain::time::Timestamp;
 
-use crate::{Result, StoredEvent, TailRead};
+use crate::{LogRead, Result, StoredEvent, TailRead};
 
 /// The outbox as a log: what the in-process bus reads and where consumers keep their
 /// positions. Implementations must pass `tests/log_conformance.rs`.
@@ -26,6 +26,16 @@ pub trait EventLog: Send + Sync + std::fmt::Debug + 'static {
         topics: &[Topic],
         limit: i64,
     ) -> Result<Vec<StoredEvent>>;
+
+    /// Like [`EventLog::read_events`], but a row whose payload is not a readable CloudEvent
+    /// is returned among `unreadable` instead of failing the read, so a reader can keep it
+    /// and move past it. The rows of both lists are the next `limit` rows after `after`.
+    async fn read_log(&self, after: i64, topics: &[Topic], limit: i64) -> Result<LogRead> {
+        Ok(LogRead {
+            events: self.read_events(after, topics, limit).await?,
+            unreadable: Vec::new(),
+        })
+    }
 
     /// Events after `after` on `topics` (at most `limit`) from this process's in-memory tail
     /// of the log, without touching the database. `None` when the tail does not hold the

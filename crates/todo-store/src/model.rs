@@ -15,6 +15,71 @@ pub struct StoredEvent {
     pub event: Arc<CloudEvent>,
 }
 
+/// A log row whose payload this build cannot read as a CloudEvent (edited by hand, or
+/// written by something else): handed to readers as it is, so they keep it as a dead letter
+/// and move past it instead of stopping at it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnreadableEvent {
+    /// Position in the log.
+    pub seq: i64,
+    /// The row's topic.
+    pub topic: String,
+    /// The row's key (the user id, when the writer set one).
+    pub key: String,
+    /// The payload as stored.
+    pub payload: String,
+    /// Why it could not be read.
+    pub error: String,
+}
+
+/// What [`crate::EventLog::read_log`] read: events, and rows that are not events, each in
+/// log order; together they are the next `limit` rows.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LogRead {
+    /// The readable events.
+    pub events: Vec<StoredEvent>,
+    /// The rows that could not be read.
+    pub unreadable: Vec<UnreadableEvent>,
+}
+
+impl LogRead {
+    /// Adds a row: an event when its payload reads as one, else an unreadable row.
+    pub(crate) fn push(&mut self, seq: i64, topic: &str, key: &str, payload: &str) {
+        match serde_json::from_str(payload) {
+            Ok(event) => self.events.push(StoredEvent {
+                seq,
+                event: Arc::new(event),
+            }),
+            Err(e) => self.unreadable.push(UnreadableEvent {
+                seq,
+                topic: topic.to_owned(),
+                key: key.to_owned(),
+                payload: payload.to_owned(),
+                error: format!("the stored payload is not a CloudEvent: {e}"),
+            }),
+        }
+    }
+
+    /// The last position read, if any.
+    pub fn last_seq(&self) -> Option<i64> {
+        let events = self.events.last().map(|e| e.seq);
+        let unreadable = self.unreadable.last().map(|u| u.seq);
+        events.max(unreadable)
+    }
+
+    /// The events only, refusing the read if a row could not be read (the strict form,
+    /// [`crate::EventLog::read_events`]).
+    pub fn into_events(self) -> crate::Result<Vec<StoredEvent>> {
+        match self.unreadable.first() {
+            Some(u) => Err(crate::StoreError::Corrupt(format!(
+                "event log row {}: {}",
+                u.seq, u.error
+            ))),
+            None => Ok(self.events),
+        }
+    }
+}
+
 /// What the in-process tail of the log answered (see [`crate::Store::recent_events`]).
 #[derive(Debug, Clone, PartialEq)]
 pub struct TailRead {

@@ -22,7 +22,6 @@
 //! what is readable (possibly nothing). So a read right after a write sees it, unless some
 //! older transaction of this database stays open longer than that.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use deadpool_postgres::GenericClient;
@@ -32,7 +31,7 @@ use tokio_postgres::types::ToSql;
 use uuid::Uuid;
 
 use crate::model::EncodedEvent;
-use crate::{AuditQuery, Result, StoreError, StoredEvent};
+use crate::{AuditQuery, LogRead, Result, StoreError};
 
 /// Events one transaction may append: the ordinal's share of a position.
 pub(super) const PER_TRANSACTION: i64 = 1 << 20;
@@ -157,10 +156,10 @@ pub(super) async fn read(
     after: i64,
     topics: &[Topic],
     limit: i64,
-) -> Result<Vec<StoredEvent>> {
+) -> Result<LogRead> {
     let stmt = client
         .prepare_cached(&format!(
-            "SELECT pos, CASE WHEN pos < {HORIZON} THEN payload END FROM events
+            "SELECT pos, CASE WHEN pos < {HORIZON} THEN payload END, topic, key FROM events
              WHERE pos > $1 AND topic = ANY($2)
              ORDER BY pos LIMIT $3"
         ))
@@ -169,20 +168,17 @@ pub(super) async fn read(
     let limit = limit.max(0);
     settled(|| async {
         let rows = client.query(&stmt, &[&after, &topics, &limit]).await?;
-        let mut events = Vec::with_capacity(rows.len());
+        let mut read = LogRead::default();
         for row in &rows {
             // The first event not yet final ends the answer: nothing after it may be
             // shown before it.
             let Some(payload) = row.try_get::<_, Option<&str>>(1)? else {
-                let waiting = events.is_empty();
-                return Ok((events, waiting));
+                let waiting = read.last_seq().is_none();
+                return Ok((read, waiting));
             };
-            events.push(StoredEvent {
-                seq: row.try_get(0)?,
-                event: Arc::new(serde_json::from_str(payload)?),
-            });
+            read.push(row.try_get(0)?, row.try_get(2)?, row.try_get(3)?, payload);
         }
-        Ok((events, false))
+        Ok((read, false))
     })
     .await
 }

@@ -32,8 +32,8 @@ use tokio_postgres::types::ToSql;
 use uuid::Uuid;
 
 use crate::{
-    AuditQuery, DeadLetter, EventLog, PageQuery, Planned, PoolState, Result, Store, StoreError,
-    StoredDeadLetter, StoredEvent, WebhookDelivery, WebhookOutcome,
+    AuditQuery, DeadLetter, EventLog, LogRead, PageQuery, Planned, PoolState, Result, Store,
+    StoreError, StoredDeadLetter, StoredEvent, WebhookDelivery, WebhookOutcome,
 };
 use events::OutboxRow;
 use tasks::TaskParams;
@@ -407,6 +407,10 @@ impl EventLog for PostgresStore {
         topics: &[Topic],
         limit: i64,
     ) -> Result<Vec<StoredEvent>> {
+        self.read_log(after, topics, limit).await?.into_events()
+    }
+
+    async fn read_log(&self, after: i64, topics: &[Topic], limit: i64) -> Result<LogRead> {
         events::read(&self.client().await?, after, topics, limit).await
     }
 

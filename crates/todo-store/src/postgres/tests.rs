@@ -213,3 +213,52 @@ async fn a_follower_sees_every_event_of_overlapping_writers_exactly_once() {
     assert_eq!(unique.len(), ids.len(), "an event was read twice");
     assert_eq!(unique, written, "every written event was read");
 }
+
+/// A row whose payload is no CloudEvent is handed out as unreadable, in order, by
+/// `read_log`, and the rows after it are read; `read_events` refuses it.
+#[tokio::test]
+async fn a_row_that_is_no_cloudevent_is_read_as_unreadable_and_does_not_hide_later_rows() {
+    let schema = support::Schema::create().await;
+    let store = PostgresStore::connect(&schema.url())
+        .await
+        .expect("connect");
+    let start = store.last_event_seq().await.expect("last_event_seq");
+    let (bad, bad_event) = new_task("to be spoilt");
+    store.insert_task(&bad, &bad_event).await.expect("insert");
+    let (good, good_event) = new_task("after");
+    store.insert_task(&good, &good_event).await.expect("insert");
+    let client = store.pool.get().await.expect("connection");
+    client
+        .execute(
+            "UPDATE events SET payload = '{\"id\": \"x\", \"type\": 7}' WHERE id = $1",
+            &[&bad_event.id],
+        )
+        .await
+        .expect("spoil the row");
+
+    // Other tests' open transactions on the server may hold the read horizon back for a
+    // while (a read then answers only what is final): read until both rows are there.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let read = loop {
+        let read = store.read_log(start, &TOPICS, 10).await.expect("read_log");
+        if read.events.len() + read.unreadable.len() >= 2 || std::time::Instant::now() > deadline {
+            break read;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(read.unreadable.len(), 1, "{read:?}");
+    let spoilt = &read.unreadable[0];
+    assert_eq!(spoilt.topic, "task-events");
+    assert_eq!(spoilt.key, "alice");
+    assert!(spoilt.payload.contains("\"type\""), "{spoilt:?}");
+    assert!(spoilt.error.contains("not a CloudEvent"), "{spoilt:?}");
+    assert_eq!(read.events.len(), 1, "the row after it is read");
+    assert_eq!(read.events[0].event.id, good_event.id);
+    assert!(spoilt.seq < read.events[0].seq, "in log order");
+    assert_eq!(read.last_seq(), Some(read.events[0].seq));
+    let strict = store.read_events(start, &TOPICS, 10).await;
+    assert!(
+        matches!(strict, Err(crate::StoreError::Corrupt(_))),
+        "{strict:?}"
+    );
+}

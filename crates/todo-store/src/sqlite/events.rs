@@ -10,7 +10,7 @@ use todo_domain::{AuditEntry, CloudEvent, Topic};
 use super::rows;
 use super::writer::WriteCtx;
 use crate::model::EncodedEvent;
-use crate::{AuditQuery, Result, StoredEvent};
+use crate::{AuditQuery, LogRead, Result, StoredEvent};
 
 /// An event ready for the outbox: serialized by the caller, so the writer thread (the one
 /// serial stage of every write) only inserts it.
@@ -76,25 +76,25 @@ fn topic_args(first: i64, topics: &[Topic]) -> Vec<Value> {
         .collect()
 }
 
-pub(super) fn read(
-    conn: &Connection,
-    after: i64,
-    topics: &[Topic],
-    limit: i64,
-) -> Result<Vec<StoredEvent>> {
+pub(super) fn read(conn: &Connection, after: i64, topics: &[Topic], limit: i64) -> Result<LogRead> {
     let sql = format!(
-        "SELECT seq, payload FROM events WHERE seq > ? AND topic IN ({}) ORDER BY seq LIMIT ?",
+        "SELECT seq, topic, key, payload FROM events WHERE seq > ? AND topic IN ({}) ORDER BY seq LIMIT ?",
         placeholders(topics.len())
     );
     let mut args = topic_args(after, topics);
     args.push(Value::Integer(limit));
     let mut stmt = conn.prepare_cached(&sql)?;
-    rows::collect(stmt.query(params_from_iter(args))?, |row| {
-        Ok(StoredEvent {
-            seq: row.get(0)?,
-            event: Arc::new(serde_json::from_str(row.get_ref(1)?.as_str()?)?),
-        })
-    })
+    let mut rows = stmt.query(params_from_iter(args))?;
+    let mut read = LogRead::default();
+    while let Some(row) = rows.next()? {
+        read.push(
+            row.get(0)?,
+            row.get_ref(1)?.as_str()?,
+            row.get_ref(2)?.as_str()?,
+            row.get_ref(3)?.as_str()?,
+        );
+    }
+    Ok(read)
 }
 
 pub(super) fn count_after(conn: &Connection, after: i64, topics: &[Topic]) -> Result<i64> {

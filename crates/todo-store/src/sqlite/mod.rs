@@ -28,8 +28,8 @@ use todo_domain::{AuditEntry, CloudEvent, Reminder, ReminderPlan, Task, TaskQuer
 use uuid::Uuid;
 
 use crate::{
-    AuditQuery, DeadLetter, EventLog, PageQuery, Planned, PoolState, Result, Store, StoreError,
-    StoredDeadLetter, StoredEvent, TailRead, WebhookDelivery, WebhookOutcome,
+    AuditQuery, DeadLetter, EventLog, LogRead, PageQuery, Planned, PoolState, Result, Store,
+    StoreError, StoredDeadLetter, StoredEvent, TailRead, WebhookDelivery, WebhookOutcome,
 };
 use checkpoint::Checkpointer;
 use conn::{Options, Readers};
@@ -385,6 +385,10 @@ impl EventLog for SqliteStore {
         topics: &[Topic],
         limit: i64,
     ) -> Result<Vec<StoredEvent>> {
+        self.read_log(after, topics, limit).await?.into_events()
+    }
+
+    async fn read_log(&self, after: i64, topics: &[Topic], limit: i64) -> Result<LogRead> {
         let topics = topics.to_vec();
         self.readers
             .read_now(move |c| events::read(c, after, &topics, limit))
