@@ -334,3 +334,98 @@ async fn an_invalid_otel_setting_stops_the_start_naming_the_variable() {
         );
     }
 }
+
+/// The sample is decided before spans are built: a request whose caller did not sample its
+/// trace (flags `00`) exports no span, neither its own nor its consumers', yet its log lines
+/// and the traceparent of its events still carry the caller's trace, unsampled; a sampled
+/// request next to it is exported as usual. With `OTEL_TRACES_SAMPLER=always_off` a request
+/// without a caller exports nothing either.
+#[tokio::test]
+async fn an_unsampled_trace_exports_no_span_but_keeps_its_ids_in_logs_and_events() {
+    let receiver = Receiver::http().await;
+    let app = TestApp::spawn_with(options(&receiver)).await;
+    app.wait_ready().await;
+    let mut ws = app.connect_ws("alice").await;
+    let unsampled_trace = "5bf92f3577b34da6a3ce929d0e0e4737";
+    let create = |trace: &str, flags: &str, title: &str| {
+        app.request(reqwest::Method::POST, "alice", "/tasks")
+            .header(
+                "traceparent",
+                format!("00-{trace}-00f067aa0ba902b7-{flags}"),
+            )
+            .json(&json!({"title": title}))
+            .send()
+    };
+    let response = create(unsampled_trace, "00", "Unsampled").await.unwrap();
+    assert_eq!(response.status(), 201);
+    let unsampled: Value = response.json().await.unwrap();
+    let event = next_event(&mut ws, Duration::from_secs(2))
+        .await
+        .expect("the event on the socket");
+    let traceparent = event["traceparent"].as_str().expect("a traceparent");
+    assert!(
+        traceparent.starts_with(&format!("00-{unsampled_trace}-")) && traceparent.ends_with("-00"),
+        "the event continues the caller's trace, unsampled: {traceparent}"
+    );
+    // Every consumer is done with it before the sampled request starts.
+    let id = unsampled["id"].as_str().unwrap().to_owned();
+    let mut created = std::collections::HashSet::new();
+    created.insert(id.clone());
+    common::audited_once(&app, &[], "alice", &created, Duration::from_secs(10)).await;
+
+    let sampled_trace = "6bf92f3577b34da6a3ce929d0e0e4738";
+    let response = create(sampled_trace, "01", "Sampled").await.unwrap();
+    assert_eq!(response.status(), 201);
+    let exported = eventually(Duration::from_secs(20), || {
+        let done = receiver
+            .spans()
+            .iter()
+            .any(|s| s.trace_id == sampled_trace && s.name == "audit process");
+        async move { done.then_some(()) }
+    })
+    .await;
+    assert!(
+        exported.is_some(),
+        "the sampled request is exported:\n{}",
+        receiver.output()
+    );
+    let leaked: Vec<Span> = receiver
+        .spans()
+        .into_iter()
+        .filter(|s| s.trace_id == unsampled_trace || s.attr("task_id") == Some(id.as_str()))
+        .collect();
+    assert!(
+        leaked.is_empty(),
+        "unsampled spans were exported: {leaked:?}"
+    );
+    let logged = app.logs().iter().any(|l| {
+        l.contains("\"message\":\"request finished\"")
+            && l.contains(&format!("\"trace_id\":\"{unsampled_trace}\""))
+    });
+    assert!(
+        logged,
+        "the unsampled request's log line carries its trace id"
+    );
+
+    // always_off: nothing at all, whatever the caller.
+    let quiet = Receiver::http().await;
+    let off = TestApp::spawn_with(options(&quiet).env("OTEL_TRACES_SAMPLER", "always_off")).await;
+    off.wait_ready().await;
+    let quiet_id = off.create_titled("alice", "Off").await;
+    let mut created = std::collections::HashSet::new();
+    created.insert(quiet_id.clone());
+    common::audited_once(&off, &[], "alice", &created, Duration::from_secs(10)).await;
+    let (_, clean) = {
+        let mut off = off;
+        off.terminate().await
+    };
+    assert!(
+        clean,
+        "exit 0 (the flush at shutdown sends whatever was queued)"
+    );
+    assert!(
+        quiet.spans().is_empty(),
+        "always_off exports nothing: {:?}",
+        quiet.spans()
+    );
+}

@@ -132,6 +132,9 @@ pub fn init_with_export(
     let rust_log = std::env::var("RUST_LOG").ok();
     let filter = build_filter(rust_log.as_deref(), default_filter)?;
     let provider = export.map(crate::otlp::provider).transpose()?;
+    if let Some(settings) = export {
+        crate::trace::set_sampler(settings.sampler);
+    }
     // Exported spans come from this project's crates only: the exporter's own HTTP and
     // gRPC stack must not trace itself, and library spans would only add cost. Log lines
     // at WARN and ERROR inside a span become span events (an ERROR marks the span failed);
@@ -144,12 +147,11 @@ pub fn init_with_export(
             .with_threads(false)
             .with_target(false)
             .with_tracked_inactivity(false)
-            .with_filter(tracing_subscriber::filter::filter_fn(|meta| {
-                meta.target().starts_with("todo")
-                    && (meta.is_span() || *meta.level() <= tracing::Level::WARN)
-            }))
+            .with_filter(crate::trace::SampledFilter)
     });
-    let context = provider.is_none().then(crate::trace::ContextLayer::new);
+    // Ids for every span that is not exported: all of them with export off, the unsampled
+    // ones (and what runs inside them) with export on.
+    let context = Some(crate::trace::ContextLayer::new());
 
     // `Option<Layer>` is itself a layer, which avoids boxing to pick one.
     let json = (format == LogFormat::Json).then(|| {

@@ -42,8 +42,9 @@ impl Protocol {
     }
 }
 
-/// Which spans are kept (`OTEL_TRACES_SAMPLER` and `OTEL_TRACES_SAMPLER_ARG`).
-#[derive(Debug, Clone, Copy, PartialEq)]
+/// Which spans are kept (`OTEL_TRACES_SAMPLER` and `OTEL_TRACES_SAMPLER_ARG`); the
+/// default is the standard one, `parentbased_always_on`.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub enum SamplerSetting {
     /// `always_on`.
     AlwaysOn,
@@ -52,6 +53,7 @@ pub enum SamplerSetting {
     /// `traceidratio` with the ratio.
     TraceIdRatio(f64),
     /// `parentbased_always_on` (the default).
+    #[default]
     ParentBasedAlwaysOn,
     /// `parentbased_always_off`.
     ParentBasedAlwaysOff,
@@ -70,20 +72,36 @@ impl SamplerSetting {
         "parentbased_traceidratio",
     ];
 
-    fn sampler(self) -> Sampler {
-        match self {
-            SamplerSetting::AlwaysOn => Sampler::AlwaysOn,
-            SamplerSetting::AlwaysOff => Sampler::AlwaysOff,
-            SamplerSetting::TraceIdRatio(r) => Sampler::TraceIdRatioBased(r),
-            SamplerSetting::ParentBasedAlwaysOn => {
-                Sampler::ParentBased(Box::new(Sampler::AlwaysOn))
-            }
-            SamplerSetting::ParentBasedAlwaysOff => {
-                Sampler::ParentBased(Box::new(Sampler::AlwaysOff))
-            }
-            SamplerSetting::ParentBasedTraceIdRatio(r) => {
-                Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(r)))
-            }
+    /// Whether a new span is sampled, given its remote parent's sampled flag and trace id
+    /// (`None`: a root, whose trace id is drawn afterwards). A ratio decides by the trace
+    /// id when there is one, as OpenTelemetry's `TraceIdRatioBased` does, so every service
+    /// decides alike for one trace; for a root it draws at random, the same odds.
+    pub(crate) fn decide(self, parent: Option<(bool, opentelemetry::trace::TraceId)>) -> bool {
+        let ratio = |r: f64| {
+            let draw = match parent {
+                Some((_, trace_id)) => {
+                    let bytes = trace_id.to_bytes();
+                    let low = u64::from_be_bytes(bytes[8..].try_into().unwrap_or_default());
+                    (low >> 11) as f64 / (1u64 << 53) as f64
+                }
+                None => rand_unit(),
+            };
+            r >= 1.0 || (r > 0.0 && draw < r)
+        };
+        let parent = parent.map(|(sampled, _)| sampled);
+        match (self, parent) {
+            (SamplerSetting::AlwaysOn, _) => true,
+            (SamplerSetting::AlwaysOff, _) => false,
+            (SamplerSetting::TraceIdRatio(r), _) => ratio(r),
+            (
+                SamplerSetting::ParentBasedAlwaysOn
+                | SamplerSetting::ParentBasedAlwaysOff
+                | SamplerSetting::ParentBasedTraceIdRatio(_),
+                Some(sampled),
+            ) => sampled,
+            (SamplerSetting::ParentBasedAlwaysOn, None) => true,
+            (SamplerSetting::ParentBasedAlwaysOff, None) => false,
+            (SamplerSetting::ParentBasedTraceIdRatio(r), None) => ratio(r),
         }
     }
 }
@@ -454,7 +472,9 @@ pub(crate) fn provider(settings: &ExportSettings) -> Result<SdkTracerProvider, T
         .build();
     Ok(SdkTracerProvider::builder()
         .with_span_processor(processor)
-        .with_sampler(settings.sampler.sampler())
+        // The sample is decided before a span reaches the OpenTelemetry layer
+        // ([`crate::trace::SampledFilter`]); what reaches it is kept.
+        .with_sampler(Sampler::AlwaysOn)
         .with_resource(resource)
         .build())
 }
@@ -544,11 +564,54 @@ impl<E: SpanExporter> SpanExporter for Reporting<E> {
     }
 }
 
+/// A uniform draw in [0, 1), from the same random source as the trace ids.
+fn rand_unit() -> f64 {
+    use opentelemetry_sdk::trace::IdGenerator as _;
+    let bits = u64::from_be_bytes(
+        opentelemetry_sdk::trace::RandomIdGenerator::default()
+            .new_span_id()
+            .to_bytes(),
+    );
+    (bits >> 11) as f64 / (1u64 << 53) as f64
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::HashMap;
 
     use super::*;
+
+    #[test]
+    fn samples_follow_the_parent_or_the_trace_id_ratio() {
+        use opentelemetry::trace::TraceId;
+        let low = TraceId::from_hex("ffffffffffffffff0000000000000000").unwrap();
+        let high = TraceId::from_hex("0000000000000000ffffffffffffffff").unwrap();
+        let based = SamplerSetting::ParentBasedTraceIdRatio(0.5);
+        assert!(
+            based.decide(Some((true, high))),
+            "a sampled parent is followed"
+        );
+        assert!(!based.decide(Some((false, low))), "an unsampled one too");
+        let ratio = SamplerSetting::TraceIdRatio(0.5);
+        assert!(
+            ratio.decide(Some((false, low))),
+            "by the trace id's low half"
+        );
+        assert!(!ratio.decide(Some((true, high))));
+        assert!(SamplerSetting::ParentBasedAlwaysOn.decide(None));
+        assert!(!SamplerSetting::ParentBasedAlwaysOff.decide(None));
+        assert!(!SamplerSetting::AlwaysOff.decide(Some((true, low))));
+        assert!(SamplerSetting::AlwaysOn.decide(Some((false, high))));
+        assert!(!SamplerSetting::ParentBasedTraceIdRatio(0.0).decide(None));
+        assert!(SamplerSetting::ParentBasedTraceIdRatio(1.0).decide(None));
+        let kept = (0..10_000)
+            .filter(|_| SamplerSetting::TraceIdRatio(0.1).decide(None))
+            .count();
+        assert!(
+            (700..1300).contains(&kept),
+            "a root is drawn at the ratio: {kept}"
+        );
+    }
 
     fn read(vars: &[(&str, &str)]) -> Result<Option<ExportSettings>, TelemetryError> {
         let map: HashMap<String, String> = vars

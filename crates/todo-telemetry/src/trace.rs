@@ -42,6 +42,102 @@ pub fn exporting() -> bool {
     EXPORTING.load(Ordering::Relaxed)
 }
 
+/// The configured sampler, set when export is on: [`SampledFilter`] decides with it.
+static SAMPLER: std::sync::OnceLock<crate::otlp::SamplerSetting> = std::sync::OnceLock::new();
+
+pub(crate) fn set_sampler(sampler: crate::otlp::SamplerSetting) {
+    let _ = SAMPLER.set(sampler);
+}
+
+thread_local! {
+    /// The sample decided for the span being created on this thread, from
+    /// [`SampledFilter::enabled`] to [`ContextLayer::on_new_span`].
+    /// Keyed by the span's callsite (its metadata's address), so a decision for a span that
+    /// was then not created (filtered out elsewhere) is never taken for another.
+    static DECIDED: std::cell::Cell<Option<(usize, bool)>> = const { std::cell::Cell::new(None) };
+    /// The remote parent the next span created on this thread will get ([`upcoming_parent`]):
+    /// `Some(Some(..))` its sampled flag and trace id, `Some(None)` none or an invalid one
+    /// (a root).
+    static UPCOMING: std::cell::Cell<Option<Option<(bool, TraceId)>>> =
+        const { std::cell::Cell::new(None) };
+}
+
+/// Says, before a span is created, which `traceparent` it will be given with [`set_parent`],
+/// so the sample follows the remote parent's. Keep the guard until the span is created.
+pub fn upcoming_parent(traceparent: Option<&str>) -> UpcomingParent {
+    let remote = traceparent
+        .and_then(parse)
+        .map(|sc| (sc.is_sampled(), sc.trace_id()));
+    UPCOMING.with(|u| u.set(Some(remote)));
+    UpcomingParent(())
+}
+
+/// Clears what [`upcoming_parent`] said when dropped.
+#[must_use = "the remote parent applies to spans created while the guard lives"]
+#[derive(Debug)]
+pub struct UpcomingParent(());
+
+impl Drop for UpcomingParent {
+    fn drop(&mut self) {
+        UPCOMING.with(|u| u.set(None));
+    }
+}
+
+/// The per-layer filter of the OpenTelemetry layer: it decides the sample before a span
+/// reaches that layer, so an unsampled span costs only [`ContextLayer`]'s ids instead of a
+/// whole OpenTelemetry span built and then dropped. A span with a remote parent
+/// ([`upcoming_parent`]) or without a parent is decided by the configured sampler; a child
+/// follows its parent. Only this project's spans are exported, and of its events only WARN
+/// and ERROR (they become span events; the others are in the logs, which carry the ids).
+#[derive(Debug, Default)]
+pub struct SampledFilter;
+
+impl<S> tracing_subscriber::layer::Filter<S> for SampledFilter
+where
+    S: tracing::Subscriber + for<'a> LookupSpan<'a>,
+{
+    fn enabled(&self, meta: &tracing::Metadata<'_>, cx: &Context<'_, S>) -> bool {
+        let ours = meta.target().starts_with("todo");
+        if !meta.is_span() {
+            return ours
+                && *meta.level() <= tracing::Level::WARN
+                && cx
+                    .current_span()
+                    .id()
+                    .is_some_and(|id| cx.span(id).is_some());
+        }
+        if !ours {
+            return false;
+        }
+        let sampler = SAMPLER.get().copied().unwrap_or_default();
+        let sampled = match UPCOMING.with(|u| u.take()) {
+            Some(remote) => sampler.decide(remote),
+            // A child follows its parent: sampled when the parent reached this layer.
+            None => match cx.current_span().id() {
+                Some(parent) => cx.span(parent).is_some(),
+                None => sampler.decide(None),
+            },
+        };
+        DECIDED.with(|d| d.set(Some((callsite(meta), sampled))));
+        sampled
+    }
+
+    fn callsite_enabled(
+        &self,
+        meta: &'static tracing::Metadata<'static>,
+    ) -> tracing::subscriber::Interest {
+        if meta.target().starts_with("todo") {
+            tracing::subscriber::Interest::sometimes()
+        } else {
+            tracing::subscriber::Interest::never()
+        }
+    }
+}
+
+fn callsite(meta: &tracing::Metadata<'_>) -> usize {
+    std::ptr::from_ref(meta) as usize
+}
+
 /// A span's place in its trace, kept by [`ContextLayer`] when spans are not exported.
 #[derive(Debug, Clone, Copy)]
 struct Ids {
@@ -68,11 +164,26 @@ impl<S> Layer<S> for ContextLayer
 where
     S: tracing::Subscriber + for<'a> LookupSpan<'a>,
 {
-    fn on_new_span(&self, _attrs: &span::Attributes<'_>, id: &span::Id, ctx: Context<'_, S>) {
+    fn on_new_span(&self, attrs: &span::Attributes<'_>, id: &span::Id, ctx: Context<'_, S>) {
         let Some(span) = ctx.span(id) else { return };
-        let parent = span
-            .parent()
-            .and_then(|p| p.extensions().get::<Ids>().copied());
+        // With export on, a sampled span's ids are its OpenTelemetry span's, and so are
+        // those of a span inside one that the OpenTelemetry layer does not take (a
+        // library's): logs and propagation then read them from there.
+        let decided = DECIDED
+            .with(|d| d.take())
+            .filter(|(site, _)| *site == callsite(attrs.metadata()))
+            .map(|(_, sampled)| sampled);
+        if decided == Some(true) {
+            return;
+        }
+        let parent = span.parent();
+        if exporting()
+            && let Some(parent) = &parent
+            && parent.extensions().get::<Ids>().is_none()
+        {
+            return;
+        }
+        let parent = parent.and_then(|p| p.extensions().get::<Ids>().copied());
         let ids = match parent {
             Some(parent) => Ids {
                 span_id: self.ids.new_span_id(),
@@ -81,7 +192,12 @@ where
             None => Ids {
                 trace_id: self.ids.new_trace_id(),
                 span_id: self.ids.new_span_id(),
-                flags: TraceFlags::SAMPLED,
+                // Unsampled when export is on and the sample said no, so what this span
+                // causes is not sampled either.
+                flags: match decided {
+                    Some(false) => TraceFlags::default(),
+                    _ => TraceFlags::SAMPLED,
+                },
             },
         };
         let mut extensions = span.extensions_mut();
@@ -116,8 +232,9 @@ fn hex_ids(trace_id: TraceId, span_id: SpanId) -> (String, String) {
     (format!("{trace_id:032x}"), format!("{span_id:016x}"))
 }
 
-/// Runs `f` on the ids [`ContextLayer`] keeps for `span`; `false` when that layer is not
-/// installed (spans are exported, or no subscriber runs).
+/// Runs `f` on the ids [`ContextLayer`] keeps for `span`; `false` when the span has none
+/// (that layer is not installed, or, with export on, the span is sampled: its ids are then
+/// its OpenTelemetry span's).
 fn with_ids(span: &tracing::Span, f: impl FnOnce(&mut Ids)) -> bool {
     span.with_subscriber(|(id, dispatch)| {
         if dispatch.downcast_ref::<ContextLayer>().is_none() {
@@ -126,12 +243,14 @@ fn with_ids(span: &tracing::Span, f: impl FnOnce(&mut Ids)) -> bool {
         let Some(registry) = dispatch.downcast_ref::<Registry>() else {
             return false;
         };
+        // A span without ids (with export on: a sampled one) has them from OpenTelemetry.
         if let Some(span) = registry.span(id)
             && let Some(ids) = span.extensions_mut().get_mut::<Ids>()
         {
             f(ids);
+            return true;
         }
-        true
+        false
     })
     .unwrap_or(false)
 }
@@ -186,7 +305,10 @@ pub fn set_parent(span: &tracing::Span, traceparent: Option<&str>) {
     let (trace_id, flags) = (remote.trace_id(), remote.trace_flags());
     if !with_ids(span, |ids| {
         ids.trace_id = trace_id;
-        ids.flags = flags;
+        // With export on, the span's own sample (already decided) stands.
+        if !exporting() {
+            ids.flags = flags;
+        }
     }) {
         // Only fails when the span was already started: then it keeps its own trace.
         let _ = span.set_parent(opentelemetry::Context::new().with_remote_span_context(remote));

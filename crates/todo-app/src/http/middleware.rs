@@ -61,6 +61,14 @@ pub async fn observe(State(state): State<AppState>, mut request: Request, next: 
     let method = request.method().clone();
     // The exported span: named and described per the OpenTelemetry HTTP conventions. The
     // query string is never recorded (a WebSocket may carry its token there).
+    // A valid incoming `traceparent` decides the sample (parent-based samplers) as the
+    // span is created; without one the sampler decides for a new trace.
+    let upcoming = trace::upcoming_parent(
+        request
+            .headers()
+            .get(&TRACEPARENT)
+            .and_then(|v| v.to_str().ok()),
+    );
     let span = tracing::info_span!(
         "request",
         otel.kind = "server",
@@ -71,6 +79,7 @@ pub async fn observe(State(state): State<AppState>, mut request: Request, next: 
         user_id = tracing::field::Empty,
         task_id = tracing::field::Empty,
     );
+    drop(upcoming);
     // A valid incoming `traceparent` makes this request part of the caller's trace.
     trace::set_parent(
         &span,

@@ -436,6 +436,8 @@ pub fn event_span(
     delivery: &Delivery,
 ) -> tracing::Span {
     let event = &delivery.event;
+    // The sample follows the writing span's, decided as the span is created.
+    let upcoming = todo_telemetry::trace::upcoming_parent(event.traceparent.as_deref());
     let span = tracing::info_span!(
         "event",
         otel.name = name,
@@ -446,6 +448,7 @@ pub fn event_span(
         task_id = event.subject.as_str(),
         user_id = event.user_id().unwrap_or_default(),
     );
+    drop(upcoming);
     todo_telemetry::trace::set_parent(&span, event.traceparent.as_deref());
     todo_telemetry::trace::set_attributes(&span, || {
         use todo_telemetry::trace::KeyValue;

@@ -186,7 +186,9 @@ pub async fn deliver_due(
             .max(0) as f64
             / 1e6;
         metrics.reminders.observe_lag(lag);
+        let upcoming = todo_telemetry::trace::upcoming_parent(reminder.traceparent.as_deref());
         let span = tracing::info_span!("reminder deliver", task_id = %reminder.task_id, user_id = reminder.user_id.as_str());
+        drop(upcoming);
         todo_telemetry::trace::set_parent(&span, reminder.traceparent.as_deref());
         span.in_scope(|| tracing::info!(lag_seconds = lag, "reminder delivered"));
     }
