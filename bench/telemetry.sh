@@ -30,7 +30,8 @@ SKIP_BUILD=${BENCH_SKIP_BUILD:-0}
 run() { printf '+ %s\n' "$*" >&2; "$@"; }
 log() { printf '\n== %s\n' "$*" >&2; }
 field() { sed -n "s/.*[[:space:]]$1=\([^[:space:]]*\).*/\1/p" <<<" $2"; }
-free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+# shellcheck source=scripts/lib/ports.sh
+source "$ROOT/scripts/lib/ports.sh"
 
 WORK=$(mktemp -d /tmp/todo-bench-telemetry.XXXXXX)
 SERVER_PID="" RECEIVER_PID="" STACK=0
@@ -59,10 +60,8 @@ run cp "$CARGO_TARGET_DIR/release/todo" "$CARGO_TARGET_DIR/release/examples/benc
 command -v wrk >/dev/null || run apt-get install -y -qq wrk
 run "$ROOT/scripts/install-oteltap.sh" >&2
 
-PORT=$(free_port)
+read -r PORT RECEIVER_PORT RECEIVER_GRPC_PORT <<<"$(free_ports 3)"
 ADDR=127.0.0.1:$PORT
-RECEIVER_PORT=$(free_port)
-RECEIVER_GRPC_PORT=$(free_port)
 SAMPLER_ARG=${BENCH_SAMPLER_ARG:-0.1}
 TODO_JWT_SECRET=$(od -An -N32 -tx1 /dev/urandom | tr -d ' \n')
 export TODO_JWT_SECRET TODO_LOG_FORMAT=json

@@ -28,17 +28,8 @@ EOF
   exit 2
 }
 
-free_ports() {
-  python3 - "$1" <<'PY'
-import socket, sys
-held = []
-for _ in range(int(sys.argv[1])):
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    held.append(s)
-print(" ".join(str(s.getsockname()[1]) for s in held))
-PY
-}
+# shellcheck source=scripts/lib/ports.sh
+source "$root/scripts/lib/ports.sh"
 
 # Debian's prometheus and prometheus-alertmanager, installed when missing (CI is root on
 # Debian). The image may refuse to start services on install; nothing here needs them to.

@@ -174,19 +174,7 @@ impl Deployment {
     }
 
     async fn connect_ws(&self, user: &str) -> common::Ws {
-        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-        let mut request = format!("{}/api/{user}/ws", self.base.replacen("http", "ws", 1))
-            .into_client_request()
-            .unwrap();
-        request.headers_mut().insert(
-            "authorization",
-            format!("Bearer {}", self.token(user)).parse().unwrap(),
-        );
-        let (ws, response) = tokio_tungstenite::connect_async(request)
-            .await
-            .expect("WebSocket through the proxy");
-        assert_eq!(response.status(), 101);
-        ws
+        common::open_ws(&self.base, user, &self.token(user)).await
     }
 }
 

@@ -450,20 +450,7 @@ impl TestApp {
 
     /// Opens the user's WebSocket with a header token.
     pub async fn connect_ws(&self, user: &str) -> Ws {
-        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-        let ws_base = self.base.replacen("http", "ws", 1);
-        let mut request = format!("{ws_base}/api/{}/ws", self.user(user))
-            .into_client_request()
-            .unwrap();
-        request.headers_mut().insert(
-            "authorization",
-            format!("Bearer {}", self.token(user)).parse().unwrap(),
-        );
-        let (ws, response) = tokio_tungstenite::connect_async(request)
-            .await
-            .expect("ws connect");
-        assert_eq!(response.status(), 101);
-        ws
+        open_ws(&self.base, &self.user(user), &self.token(user)).await
     }
 
     /// Polls `/readyz` until 200.
@@ -761,4 +748,21 @@ pub async fn sqlite_scalar(data_dir: &Path, sql: &str) -> i64 {
 /// Parses a JSON log line into a map (for log-format assertions).
 pub fn log_fields(line: &str) -> Option<HashMap<String, Value>> {
     serde_json::from_str(line).ok()
+}
+
+/// Opens `/api/{user}/ws` under `base` (an `http://` URL) with `token` in the header,
+/// asserting the `101`.
+pub async fn open_ws(base: &str, user: &str, token: &str) -> Ws {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let mut request = format!("{}/api/{user}/ws", base.replacen("http", "ws", 1))
+        .into_client_request()
+        .unwrap();
+    request
+        .headers_mut()
+        .insert("authorization", format!("Bearer {token}").parse().unwrap());
+    let (ws, response) = tokio_tungstenite::connect_async(request)
+        .await
+        .expect("WebSocket connect");
+    assert_eq!(response.status(), 101);
+    ws
 }

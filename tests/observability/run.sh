@@ -48,9 +48,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-free_port() {
-  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
+# shellcheck source=scripts/lib/ports.sh
+source scripts/lib/ports.sh
 
 wait_ready() {
   local url=$1 deadline=$((SECONDS + 60))
@@ -72,7 +71,7 @@ check() {
 
 embedded() {
   local port secret
-  port=$(free_port)
+  port=$(free_ports 1)
   secret=$(od -An -N24 -tx1 /dev/urandom | tr -d ' \n')
   say "embedded: todo serve on 127.0.0.1:$port"
   TODO_LISTEN_ADDR="127.0.0.1:$port" TODO_DATA_DIR="$WORK/data" TODO_JWT_SECRET="$secret" \

@@ -9,7 +9,9 @@ use std::time::Instant;
 use async_trait::async_trait;
 use todo_domain::reminder::Notification;
 use todo_domain::time::Timestamp;
-use todo_domain::{AuditEntry, CloudEvent, Reminder, ReminderPlan, Task, TaskQuery, Topic};
+use todo_domain::{
+    AuditEntry, CloudEvent, EventType, Reminder, ReminderPlan, Task, TaskQuery, Topic,
+};
 use todo_store::{
     AuditQuery, DeadLetter, EventLog, PageQuery, Planned, Result, Store, StoredDeadLetter,
     StoredEvent, TailRead, WebhookDelivery, WebhookOutcome,
@@ -97,10 +99,7 @@ pub const STORE_OPS: [&str; 28] = [
 
 /// The `type` label of an event type: known types as they are, anything else `other`.
 pub(crate) fn event_type_label(event_type: &str) -> &'static str {
-    todo_domain::EventType::ALL
-        .into_iter()
-        .find(|t| t.as_str() == event_type)
-        .map_or("other", todo_domain::EventType::as_str)
+    EventType::parse(event_type).map_or("other", EventType::as_str)
 }
 
 /// Times and counts calls to the inner store.
@@ -128,20 +127,15 @@ impl MeteredStore {
     /// Counts a task event once its write committed.
     fn published<T>(&self, result: Result<T>, event: &CloudEvent) -> Result<T> {
         if result.is_ok() {
-            self.count_published(&event.event_type, 1);
+            self.count_published(EventType::parse(&event.event_type), 1);
         }
         result
     }
 
-    fn count_published(&self, event_type: &str, n: u64) {
-        let label = event_type_label(event_type);
-        let topic = todo_domain::EventType::ALL
-            .into_iter()
-            .find(|t| t.as_str() == label)
-            .map_or(
-                todo_domain::Topic::TaskEvents,
-                todo_domain::EventType::topic,
-            );
+    /// Counts `n` events of `kind` (`None`: a type this build does not know).
+    fn count_published(&self, kind: Option<EventType>, n: u64) {
+        let topic = kind.map_or(todo_domain::Topic::TaskEvents, EventType::topic);
+        let label = kind.map_or("other", EventType::as_str);
         self.metrics.events.published(topic.as_str(), label, n);
     }
 }
@@ -225,7 +219,7 @@ impl Store for MeteredStore {
             )
             .await;
         if matches!(created, Ok(true)) {
-            self.count_published(&event.event_type, 1);
+            self.count_published(EventType::parse(&event.event_type), 1);
         }
         created
     }
@@ -275,7 +269,7 @@ impl Store for MeteredStore {
         })) = &planned
         {
             self.metrics.reminders.scheduled();
-            self.count_published(todo_domain::EventType::ReminderScheduled.as_str(), 1);
+            self.count_published(Some(EventType::ReminderScheduled), 1);
         }
         planned
     }
@@ -305,8 +299,7 @@ impl Store for MeteredStore {
             && !delivered.is_empty()
         {
             // Each delivery appends one `reminder.due`.
-            let due = todo_domain::EventType::ReminderDue.as_str();
-            self.count_published(due, delivered.len() as u64);
+            self.count_published(Some(EventType::ReminderDue), delivered.len() as u64);
         }
         delivered
     }

@@ -19,22 +19,20 @@ pub trait EventLog: Send + Sync + std::fmt::Debug + 'static {
     /// another process appended (the PostgreSQL store does, through `LISTEN`/`NOTIFY`).
     fn appended(&self) -> tokio::sync::watch::Receiver<u64>;
 
-    /// Events after `after` (exclusive) on any of `topics`, oldest first, at most `limit`.
+    /// The next rows after `after` (exclusive) on any of `topics`, oldest first, at most
+    /// `limit`: the events, and apart from them the rows whose payload is not a readable
+    /// CloudEvent, so a reader can keep those and move past them.
+    async fn read_log(&self, after: i64, topics: &[Topic], limit: i64) -> Result<LogRead>;
+
+    /// Events after `after` (exclusive) on any of `topics`, oldest first, at most `limit`;
+    /// a row that is no readable event fails the read ([`EventLog::read_log`] returns it).
     async fn read_events(
         &self,
         after: i64,
         topics: &[Topic],
         limit: i64,
-    ) -> Result<Vec<StoredEvent>>;
-
-    /// Like [`EventLog::read_events`], but a row whose payload is not a readable CloudEvent
-    /// is returned among `unreadable` instead of failing the read, so a reader can keep it
-    /// and move past it. The rows of both lists are the next `limit` rows after `after`.
-    async fn read_log(&self, after: i64, topics: &[Topic], limit: i64) -> Result<LogRead> {
-        Ok(LogRead {
-            events: self.read_events(after, topics, limit).await?,
-            unreadable: Vec::new(),
-        })
+    ) -> Result<Vec<StoredEvent>> {
+        self.read_log(after, topics, limit).await?.into_events()
     }
 
     /// Events after `after` on `topics` (at most `limit`) from this process's in-memory tail

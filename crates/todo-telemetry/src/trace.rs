@@ -328,6 +328,11 @@ pub fn add_link(span: &tracing::Span, traceparent: Option<&str>) {
 /// The `traceparent` naming `span`, to hand on to what it causes (an event, a request);
 /// `None` when no tracing layer gives the span ids.
 pub fn traceparent(span: &tracing::Span) -> Option<String> {
+    span_context(span).and_then(format)
+}
+
+/// `span`'s place in its trace: [`ContextLayer`]'s ids, or its OpenTelemetry span's.
+fn span_context(span: &tracing::Span) -> Option<SpanContext> {
     let mut own = None;
     if with_ids(span, |ids| {
         own = Some(SpanContext::new(
@@ -338,21 +343,26 @@ pub fn traceparent(span: &tracing::Span) -> Option<String> {
             TraceState::NONE,
         ));
     }) {
-        return own.and_then(format);
+        return own;
     }
     let cx = span.context();
     let sc = cx.span().span_context().clone();
-    if sc.is_valid() { format(sc) } else { None }
+    sc.is_valid().then_some(sc)
 }
 
-/// The trace id of a `traceparent` whose sampled flag is set: the one worth an exemplar,
-/// since only a sampled trace can be looked up.
-pub fn sampled_trace_id(traceparent: &str) -> Option<&str> {
-    let mut parts = traceparent.split('-');
-    let (_version, trace_id, _span_id, flags) =
-        (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
-    let sampled = u8::from_str_radix(flags, 16).ok()? & 1 == 1;
-    sampled.then_some(trace_id)
+/// The trace id of `span` when its trace is sampled: the one worth an exemplar, since
+/// only a sampled trace can be looked up.
+pub fn sampled_trace_id(span: &tracing::Span) -> Option<String> {
+    span_context(span).and_then(sampled_id)
+}
+
+/// The trace id a `traceparent` names, when its trace is sampled.
+pub fn sampled_trace_id_of(traceparent: &str) -> Option<String> {
+    parse(traceparent).and_then(sampled_id)
+}
+
+fn sampled_id(sc: SpanContext) -> Option<String> {
+    sc.is_sampled().then(|| format!("{:032x}", sc.trace_id()))
 }
 
 /// Names the exported span. Does nothing, and `name` is never built, when spans are not

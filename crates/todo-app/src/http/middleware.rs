@@ -187,9 +187,7 @@ impl Finish {
             &self.route,
             code,
             seconds,
-            trace::traceparent(&self.span)
-                .as_deref()
-                .and_then(trace::sampled_trace_id),
+            trace::sampled_trace_id(&self.span).as_deref(),
         );
         let _enter = self.span.enter();
         let latency_ms = seconds * 1000.0;

@@ -482,8 +482,8 @@ fn messaging_system() -> &'static str {
 }
 
 /// The trace id of the request that caused `event`, from its `traceparent`, if sampled.
-fn trace_id(event: &todo_domain::CloudEvent) -> Option<&str> {
-    todo_telemetry::trace::sampled_trace_id(event.traceparent.as_deref()?)
+fn trace_id(event: &todo_domain::CloudEvent) -> Option<String> {
+    todo_telemetry::trace::sampled_trace_id_of(event.traceparent.as_deref()?)
 }
 
 /// The pause before retry number `attempt`: 200 ms, doubling, at most 5 s.
@@ -618,7 +618,7 @@ pub async fn run(
             let latency = (now - d.event.time).num_microseconds().unwrap_or(0).max(0) as f64 / 1e6;
             metrics
                 .events
-                .observe_latency(name, latency, trace_id(&d.event));
+                .observe_latency(name, latency, trace_id(&d.event).as_deref());
         }
     }
     commit(sub.as_mut(), name, &shutdown).await;

@@ -33,7 +33,7 @@ use uuid::Uuid;
 
 use crate::{
     AuditQuery, DeadLetter, EventLog, LogRead, PageQuery, Planned, PoolState, Result, Store,
-    StoreError, StoredDeadLetter, StoredEvent, WebhookDelivery, WebhookOutcome,
+    StoreError, StoredDeadLetter, WebhookDelivery, WebhookOutcome,
 };
 use events::OutboxRow;
 use tasks::TaskParams;
@@ -399,15 +399,6 @@ impl Store for PostgresStore {
 impl EventLog for PostgresStore {
     fn appended(&self) -> tokio::sync::watch::Receiver<u64> {
         self.appended.subscribe()
-    }
-
-    async fn read_events(
-        &self,
-        after: i64,
-        topics: &[Topic],
-        limit: i64,
-    ) -> Result<Vec<StoredEvent>> {
-        self.read_log(after, topics, limit).await?.into_events()
     }
 
     async fn read_log(&self, after: i64, topics: &[Topic], limit: i64) -> Result<LogRead> {

@@ -29,7 +29,7 @@ use uuid::Uuid;
 
 use crate::{
     AuditQuery, DeadLetter, EventLog, LogRead, PageQuery, Planned, PoolState, Result, Store,
-    StoreError, StoredDeadLetter, StoredEvent, TailRead, WebhookDelivery, WebhookOutcome,
+    StoreError, StoredDeadLetter, TailRead, WebhookDelivery, WebhookOutcome,
 };
 use checkpoint::Checkpointer;
 use conn::{Options, Readers};
@@ -377,15 +377,6 @@ impl Store for SqliteStore {
 impl EventLog for SqliteStore {
     fn appended(&self) -> tokio::sync::watch::Receiver<u64> {
         self.appended.subscribe()
-    }
-
-    async fn read_events(
-        &self,
-        after: i64,
-        topics: &[Topic],
-        limit: i64,
-    ) -> Result<Vec<StoredEvent>> {
-        self.read_log(after, topics, limit).await?.into_events()
     }
 
     async fn read_log(&self, after: i64, topics: &[Topic], limit: i64) -> Result<LogRead> {
