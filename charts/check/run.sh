@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Offline checks of charts/todo, printing each step as it runs; exits non-zero on any failure:
-#   1. values.schema.json is what charts/check/gen-schema.py makes of values.yaml (drift)
+#   1. values.schema.json is what charts/check/gen-schema.py makes of values.yaml (drift), and
+#      docs/deploy/chart.md names every key of values.yaml (charts/check/doc-keys.py)
 #   2. helm lint --strict of every env file x overlay (x bus kafka/dapr)
 #   3. helm template of every env (minikube, oke, aks, gke) x overlay (dev, prod) x bus
 #      (kafka, dapr), and an Ingress variant per env; each output validated with
@@ -66,8 +67,9 @@ run promtool --version 2>&1 | sed -n 1p
   exit 1
 }
 
-step "1. values.schema.json matches values.yaml"
+step "1. values.schema.json matches values.yaml; docs/deploy/chart.md names every key"
 run "$PY" "$CHECK/gen-schema.py" --check || failed "schema drift"
+run "$PY" "$CHECK/doc-keys.py" || failed "values keys missing from docs/deploy/chart.md"
 
 # The variants: name and helm arguments, one a line.
 variants() {
