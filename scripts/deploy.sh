@@ -196,7 +196,9 @@ if [[ $do_app == 1 ]]; then
       hint+=" --from-literal=kafka-sasl-password='...'"
       ;;
     minikube)
-      hint="$kctl -n $namespace create secret generic $secret --from-literal=jwt-secret=\"\$(openssl rand -hex 32)\" --from-literal=database-url='postgres://todo:PASSWORD@todo-postgresql:5432/todo'   (scripts/setup-minikube.sh makes it)"
+      # The in-cluster PostgreSQL (postgresql.enabled) takes its password from the same Secret.
+      app_keys+=(postgres-password)
+      hint="$kctl -n $namespace create secret generic $secret --from-literal=jwt-secret=\"\$(openssl rand -hex 32)\" --from-literal=postgres-password=PASSWORD --from-literal=database-url='postgres://todo:PASSWORD@todo-postgresql:5432/todo'   (scripts/setup-minikube.sh makes it)"
       ;;
   esac
   check_secret "$namespace" "$secret" "$hint" "${app_keys[@]}"
@@ -222,13 +224,15 @@ if [[ $do_stacks == 1 ]]; then
     read -r name chart ns release vvar rvar <<<"$entry"
     wanted_stack "$name" || continue
     source_args=()
-    if [[ $rvar == - ]]; then
-      chart_ref="${ENVOY_GATEWAY_CHART}"
-      source_args=(--skip-crds)
+    if [[ ${!rvar} == oci://* ]]; then
+      chart_ref="${!rvar}"
     else
       chart_ref="$chart"
       source_args=(--repo "${!rvar}")
     fi
+    # Envoy Gateway's CRDs were applied above: its chart must not own them (crds.enabled
+    # turns off the subchart that carries them in recent versions, --skip-crds the crds/ dir).
+    [[ $name == envoy-gateway ]] && source_args+=(--skip-crds --set crds.enabled=false)
     mapfile -t values < <(k8s_stack_values "$root/deploy/stacks/$name" "$env" "$tier")
     run "$HELM" "${helm_ctx[@]}" upgrade --install "$release" "$chart_ref" "${source_args[@]}" \
       --version "${!vvar}" --namespace "$ns" "${values[@]}" "${helm_wait[@]}"

@@ -39,7 +39,7 @@ expect_eq() {
 # --- the fixture tree ------------------------------------------------------------------------
 root="$work/root"
 mkdir -p "$root/scripts/lib" "$root/charts/todo" "$root/deploy/stacks"
-cp "$repo/scripts/deploy.sh" "$root/scripts/"
+cp "$repo/scripts/deploy.sh" "$repo/scripts/setup-minikube.sh" "$root/scripts/"
 cp "$repo/scripts/lib/k8s.sh" "$root/scripts/lib/"
 cat >"$root/deploy/stacks/versions.env" <<'EOF'
 # fixture
@@ -85,11 +85,15 @@ elif [[ $args == *" get secret "* ]]; then
   for missing in ${FAKE_MISSING_SECRETS:-}; do
     [[ $args == *" $missing "* ]] && { echo "Error from server (NotFound)" >&2; exit 1; }
   done
-  printf '%s\n' jwt-secret database-url kafka-sasl-password webhook-secret admin-user admin-password
+  printf "%s\n" jwt-secret database-url kafka-sasl-password webhook-secret postgres-password admin-user admin-password
 fi
 exit 0
 EOF
-chmod +x "$fakes/helm" "$fakes/kubectl"
+cat >"$fakes/minikube" <<'EOF'
+#!/usr/bin/env bash
+printf 'minikube %s\n' "$*" >>"$FAKE_CALLS"
+EOF
+chmod +x "$fakes/helm" "$fakes/kubectl" "$fakes/minikube"
 export FAKE_CALLS="$calls"
 export PATH="$fakes:$PATH"
 
@@ -117,7 +121,7 @@ for env in minikube oke aks gke; do
     done
     expect_not_in "$label: no dapr namespace" "dapr-system" "$out"
     expect_in "$label: CRDs server side" "+ helm template eg-crds oci://docker.io/envoyproxy/gateway-crds-helm --version v1.5.5 --set crds.gatewayAPI.enabled=true --set crds.gatewayAPI.channel=standard --set crds.envoyGateway.enabled=true | kubectl apply --server-side --force-conflicts -f -" "$out"
-    expect_in "$label: envoy gateway" "+ helm upgrade --install eg oci://docker.io/envoyproxy/gateway-helm --skip-crds --version v1.5.5 --namespace envoy-gateway-system -f $root/deploy/stacks/envoy-gateway/values.yaml -f $root/deploy/stacks/envoy-gateway/values-$env.yaml --rollback-on-failure" "$out"
+    expect_in "$label: envoy gateway" "+ helm upgrade --install eg oci://docker.io/envoyproxy/gateway-helm --skip-crds --set crds.enabled=false --version v1.5.5 --namespace envoy-gateway-system -f $root/deploy/stacks/envoy-gateway/values.yaml -f $root/deploy/stacks/envoy-gateway/values-$env.yaml --rollback-on-failure" "$out"
     expect_in "$label: kube-prometheus-stack" "upgrade --install kube-prometheus-stack kube-prometheus-stack --repo https://prometheus-community.github.io/helm-charts --version 88.1.1 --namespace monitoring -f $root/deploy/stacks/kube-prometheus-stack/values.yaml -f $root/deploy/stacks/kube-prometheus-stack/values-$env.yaml --rollback" "$out"
     loki_values="-f $root/deploy/stacks/loki/values.yaml -f $root/deploy/stacks/loki/values-$env.yaml"
     [[ $tier == prod ]] && loki_values+=" -f $root/deploy/stacks/loki/values-prod.yaml"
@@ -284,6 +288,34 @@ FAKE_HELM_VERSION=v3.16.2 deploy gke
 expect_eq "helm 3: exit" 1 "$rc"
 expect_in "helm 3: message" "needs helm 4" "$err"
 expect_eq "helm 3: only the version asked" "helm version --template {{.Version}}" "$(cat "$calls")"
+
+# --- setup-minikube.sh --dry-run --------------------------------------------------------------
+: >"$calls"
+set +e
+out="$("$root/scripts/setup-minikube.sh" --dry-run --dapr --cpus 6 2>"$work/err")"
+rc=$?
+set -e
+expect_eq "setup-minikube dry-run: exit ($(cat "$work/err"))" 0 "$rc"
+expect_eq "setup-minikube dry-run: no calls" "" "$(cat "$calls")"
+expect_in "setup-minikube: start" "+ minikube start --profile minikube --driver docker --cpus 6 --memory 8g --kubernetes-version v1.34.0 --container-runtime containerd --addons metrics-server,storage-provisioner,default-storageclass" "$out"
+expect_in "setup-minikube: build" "/scripts/build-image.sh --arch " "$out"
+expect_in "setup-minikube: image load" "+ minikube --profile minikube image load $root/.tools/image/" "$out"
+expect_in "setup-minikube: secret values hidden" "--from-literal=jwt-secret=<hidden>" "$out"
+expect_in "setup-minikube: deploy" "/scripts/deploy.sh minikube --context minikube --tier dev --image localhost/todo:dev-" "$out"
+expect_in "setup-minikube: deploy's own commands" "+ helm --kube-context minikube upgrade --install todo $root/charts/todo --namespace todo -f $root/charts/todo/values-minikube.yaml -f $root/charts/todo/values-dev.yaml" "$out"
+expect_in "setup-minikube: dapr passed on" "upgrade --install dapr dapr" "$out"
+expect_in "setup-minikube: grafana port-forward" "port-forward svc/kube-prometheus-stack-grafana 3000:80" "$out"
+expect_in "setup-minikube: smoke" "/api/alice/audit" "$out"
+out="$("$root/scripts/setup-minikube.sh" --dry-run --image ghcr.io/acme/todo:1.0.0 --no-monitoring 2>/dev/null)"
+expect_not_in "setup-minikube --image: no build" "build-image.sh" "$out"
+expect_not_in "setup-minikube --no-monitoring: no grafana" "grafana" "$out"
+expect_in "setup-minikube --image: passed on" "--image ghcr.io/acme/todo:1.0.0" "$out"
+set +e
+"$root/scripts/setup-minikube.sh" --dry-run --cpus many >/dev/null 2>"$work/err"
+rc=$?
+set -e
+expect_eq "setup-minikube bad --cpus: exit" 2 "$rc"
+expect_in "setup-minikube bad --cpus: message" "--cpus must be a number" "$(cat "$work/err")"
 
 # --- the repository's own files, when they are there -----------------------------------------
 if [[ -f $repo/deploy/stacks/versions.env && -d $repo/charts/todo ]]; then

@@ -75,8 +75,9 @@ k8s_load_versions() {
   : "${ALLOY_REPO:=https://grafana.github.io/helm-charts}"
   : "${TEMPO_REPO:=https://grafana-community.github.io/helm-charts}"
   : "${DAPR_REPO:=https://dapr.github.io/helm-charts}"
-  : "${ENVOY_GATEWAY_CHART:=oci://docker.io/envoyproxy/gateway-helm}"
-  : "${ENVOY_GATEWAY_CRDS_CHART:=oci://docker.io/envoyproxy/gateway-crds-helm}"
+  # Envoy Gateway's "repository" is the OCI chart itself; its CRDs chart sits beside it.
+  : "${ENVOY_GATEWAY_REPO:=oci://docker.io/envoyproxy/gateway-helm}"
+  : "${ENVOY_GATEWAY_CRDS_CHART:=${ENVOY_GATEWAY_REPO%/*}/gateway-crds-helm}"
   : "${GATEWAY_API_CHANNEL:=standard}"
 }
 
@@ -88,13 +89,14 @@ k8s_require_versions() {
   ((${#missing[@]} == 0)) || k8s_die "deploy/stacks/versions.env does not set: ${missing[*]}"
 }
 
-# The stacks: name chart namespace release version-variable repo-variable (repo "-" = OCI chart).
+# The stacks: name chart namespace release version-variable repo-variable (an oci:// repo is
+# the chart itself).
 # Installed in this order: Envoy Gateway first (the app's Gateway needs its GatewayClass),
 # kube-prometheus-stack next (its CRDs carry the ServiceMonitors the others create), then
 # Loki and Tempo before Alloy, which ships to them, then Dapr.
 # shellcheck disable=SC2034 # read by the scripts that source this file
 K8S_STACKS=(
-  "envoy-gateway gateway-helm envoy-gateway-system eg ENVOY_GATEWAY_VERSION -"
+  "envoy-gateway gateway-helm envoy-gateway-system eg ENVOY_GATEWAY_VERSION ENVOY_GATEWAY_REPO"
   "kube-prometheus-stack kube-prometheus-stack monitoring kube-prometheus-stack KUBE_PROMETHEUS_STACK_VERSION KUBE_PROMETHEUS_STACK_REPO"
   "loki loki monitoring loki LOKI_VERSION LOKI_REPO"
   "tempo tempo monitoring tempo TEMPO_VERSION TEMPO_REPO"
