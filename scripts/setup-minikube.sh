@@ -17,6 +17,7 @@
 #   --k8s-version V         Kubernetes version (default v1.34.0)
 #   --container-runtime R   containerd (default) or docker
 #   --profile NAME          Minikube profile, also the kubeconfig context (default minikube)
+#   --cni NAME              CNI (default calico, which enforces the chart's NetworkPolicies)
 #   --image REF             use a published image (e.g. ghcr.io/OWNER/todo:1.2.3) instead of
 #                           building one with scripts/build-image.sh and loading it
 #
@@ -31,16 +32,16 @@ K8S_PROG=setup-minikube
 source "$root/scripts/lib/k8s.sh"
 
 usage() {
-  sed -n '2,24s/^# \{0,1\}//p' "${BASH_SOURCE[0]}" >&2
+  sed -n '2,25s/^# \{0,1\}//p' "${BASH_SOURCE[0]}" >&2
   exit 2
 }
 fail_usage() {
   k8s_say "$*"
-  k8s_say "usage: scripts/setup-minikube.sh [--dry-run] [--no-monitoring] [--dapr] [--tempo] [--tier dev|prod] [--cpus N] [--memory SIZE] [--driver D] [--k8s-version V] [--container-runtime R] [--profile P] [--image REF]"
+  k8s_say "usage: scripts/setup-minikube.sh [--dry-run] [--no-monitoring] [--dapr] [--tempo] [--tier dev|prod] [--cpus N] [--memory SIZE] [--driver D] [--k8s-version V] [--container-runtime R] [--profile P] [--cni C] [--image REF]"
   exit 2
 }
 
-cpus=4 memory=8g driver=docker k8s_version=v1.34.0 runtime=containerd profile=minikube
+cpus=4 memory=8g driver=docker k8s_version=v1.34.0 runtime=containerd profile=minikube cni=calico
 tier=dev image="" deploy_flags=()
 need_arg() { [[ $# -ge 2 && -n $2 && $2 != --* ]] || fail_usage "$1 needs a value"; }
 while [[ $# -gt 0 ]]; do
@@ -49,7 +50,7 @@ while [[ $# -gt 0 ]]; do
     --no-monitoring) deploy_flags+=(--no-monitoring) ;;
     --dapr) deploy_flags+=(--dapr) ;;
     --tempo) deploy_flags+=(--tempo) ;;
-    --tier | --cpus | --memory | --driver | --k8s-version | --container-runtime | --profile | --image)
+    --tier | --cpus | --memory | --driver | --k8s-version | --container-runtime | --profile | --image | --cni)
       need_arg "$@"
       case "$1" in
         --tier) tier="$2" ;;
@@ -60,6 +61,7 @@ while [[ $# -gt 0 ]]; do
         --container-runtime) runtime="$2" ;;
         --profile) profile="$2" ;;
         --image) image="$2" ;;
+        --cni) cni="$2" ;;
       esac
       shift
       ;;
@@ -82,7 +84,7 @@ fi
 # 1. The cluster. metrics-server feeds the HorizontalPodAutoscalers; storage-provisioner and
 # default-storageclass (on by default) give the PostgreSQL and Redpanda volumes a class.
 run minikube start --profile "$profile" --driver "$driver" --cpus "$cpus" --memory "$memory" \
-  --kubernetes-version "$k8s_version" --container-runtime "$runtime" \
+  --kubernetes-version "$k8s_version" --container-runtime "$runtime" --cni "$cni" \
   --addons metrics-server,storage-provisioner,default-storageclass
 for addon in metrics-server storage-provisioner default-storageclass; do
   run minikube --profile "$profile" addons enable "$addon"
@@ -102,48 +104,11 @@ if [[ -z $image ]]; then
 fi
 
 # 3. Dev Secrets, made once: the generated passwords must stay the same across runs.
-# A random value (never printed); a placeholder in a dry run.
-gen() {
-  if [[ $DRY_RUN == 1 ]]; then
-    echo x
-  else
-    python3 -c 'import secrets; print(secrets.token_hex(24))'
-  fi
-}
-ensure_secret() {
-  local ns="$1" name="$2"
-  shift 2
-  local printed=() arg key
-  for arg in "$@"; do
-    key="${arg#--from-literal=}"
-    printed+=("--from-literal=${key%%=*}=<hidden>")
-  done
-  k8s_print "$KUBECTL" --context "$profile" -n "$ns" get secret "$name"
-  k8s_say "when $ns/$name is missing:"
-  k8s_print "$KUBECTL" --context "$profile" -n "$ns" create secret generic "$name" "${printed[@]}"
-  [[ $DRY_RUN == 1 ]] && return 0
-  if "$KUBECTL" --context "$profile" -n "$ns" get secret "$name" >/dev/null 2>&1; then
-    k8s_say "Secret $ns/$name exists; kept"
-    return 0
-  fi
-  # The values are passed on the command line of this machine only, and never printed.
-  "$KUBECTL" --context "$profile" -n "$ns" create secret generic "$name" "$@" >/dev/null
-  k8s_say "Secret $ns/$name created"
-}
-for ns in todo monitoring; do
-  [[ $ns == monitoring && $monitoring == 0 ]] && continue
-  run_pipe "$KUBECTL" --context "$profile" create namespace "$ns" --dry-run=client -o yaml \
-    "|" "$KUBECTL" --context "$profile" apply -f -
-done
-pg_password="$(gen)"
-ensure_secret todo todo-secrets \
-  "--from-literal=jwt-secret=$(gen)" \
-  "--from-literal=postgres-password=$pg_password" \
-  "--from-literal=database-url=postgres://todo:$pg_password@todo-postgresql:5432/todo"
-if [[ $monitoring == 1 ]]; then
-  ensure_secret monitoring grafana-admin "--from-literal=admin-user=admin" \
-    "--from-literal=admin-password=$(gen)"
-fi
+secrets_cmd=("$root/scripts/dev-secrets.sh" --context "$profile")
+[[ $monitoring == 0 ]] && secrets_cmd+=(--no-monitoring)
+[[ $DRY_RUN == 1 ]] && secrets_cmd+=(--dry-run)
+k8s_print "${secrets_cmd[@]}"
+"${secrets_cmd[@]}"
 
 # 4. Stacks and app (a dry run passes --dry-run on, so its commands are printed too).
 deploy_cmd=("$root/scripts/deploy.sh" minikube --context "$profile" --tier "$tier" --image "$image" "${deploy_flags[@]}")
@@ -181,6 +146,8 @@ Smoke test (a token minted by the image itself, from the Secret's jwt-secret):
   curl -s http://127.0.0.1:8080/api/alice/tasks -H "Authorization: Bearer \$TOKEN"
   curl -s http://127.0.0.1:8080/api/alice/audit -H "Authorization: Bearer \$TOKEN"
   websocat -H "Authorization: Bearer \$TOKEN" ws://127.0.0.1:8080/api/alice/ws
+
+Or all of it in one go: scripts/smoke-k8s.sh --context $profile
 
 See docs/deploy/minikube.md (dashboards, log queries, an alert test, teardown).
 EOF

@@ -39,7 +39,7 @@ expect_eq() {
 # --- the fixture tree ------------------------------------------------------------------------
 root="$work/root"
 mkdir -p "$root/scripts/lib" "$root/charts/todo" "$root/deploy/stacks"
-cp "$repo/scripts/deploy.sh" "$repo/scripts/setup-minikube.sh" "$root/scripts/"
+cp "$repo/scripts/deploy.sh" "$repo/scripts/setup-minikube.sh" "$repo/scripts/dev-secrets.sh" "$root/scripts/"
 cp "$repo/scripts/lib/k8s.sh" "$root/scripts/lib/"
 cat >"$root/deploy/stacks/versions.env" <<'EOF'
 # fixture
@@ -297,7 +297,7 @@ rc=$?
 set -e
 expect_eq "setup-minikube dry-run: exit ($(cat "$work/err"))" 0 "$rc"
 expect_eq "setup-minikube dry-run: no calls" "" "$(cat "$calls")"
-expect_in "setup-minikube: start" "+ minikube start --profile minikube --driver docker --cpus 6 --memory 8g --kubernetes-version v1.34.0 --container-runtime containerd --addons metrics-server,storage-provisioner,default-storageclass" "$out"
+expect_in "setup-minikube: start" "+ minikube start --profile minikube --driver docker --cpus 6 --memory 8g --kubernetes-version v1.34.0 --container-runtime containerd --cni calico --addons metrics-server,storage-provisioner,default-storageclass" "$out"
 expect_in "setup-minikube: build" "/scripts/build-image.sh --arch " "$out"
 expect_in "setup-minikube: image load" "+ minikube --profile minikube image load $root/.tools/image/" "$out"
 expect_in "setup-minikube: secret values hidden" "--from-literal=jwt-secret=<hidden>" "$out"
