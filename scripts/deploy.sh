@@ -188,19 +188,27 @@ check_secret() {
 kctl="kubectl${context:+ --context $context}"
 if [[ $do_app == 1 ]]; then
   app_keys=(jwt-secret database-url)
-  hint="$kctl -n $namespace create secret generic $secret --from-literal=jwt-secret=\"\$(openssl rand -hex 32)\" --from-literal=database-url='postgres://USER:PASSWORD@HOST:5432/todo?sslmode=require'"
+  hint="$kctl -n $namespace create secret generic $secret --from-literal=jwt-secret=\"\$(openssl rand -hex 32)\""
   case "$env" in
-    oke | aks)
-      # OCI Streaming and Event Hubs take SASL/PLAIN: the auth token or connection string.
+    minikube | oke)
+      # The in-cluster PostgreSQL (postgresql.enabled in values-$env.yaml) takes its password
+      # from the same Secret; database-url points at it.
+      app_keys+=(postgres-password)
+      hint+=" --from-literal=postgres-password=PASSWORD --from-literal=database-url='postgres://todo:PASSWORD@todo-postgresql:5432/todo'"
+      ;;
+    *)
+      hint+=" --from-literal=database-url='postgres://USER:PASSWORD@HOST:5432/todo?sslmode=require'"
+      ;;
+  esac
+  case "$env" in
+    oke | aks | gke)
+      # SASL over TLS: an OCI auth token, the Event Hubs connection string, a Redpanda Cloud
+      # SCRAM password.
       app_keys+=(kafka-sasl-password)
       hint+=" --from-literal=kafka-sasl-password='...'"
       ;;
-    minikube)
-      # The in-cluster PostgreSQL (postgresql.enabled) takes its password from the same Secret.
-      app_keys+=(postgres-password)
-      hint="$kctl -n $namespace create secret generic $secret --from-literal=jwt-secret=\"\$(openssl rand -hex 32)\" --from-literal=postgres-password=PASSWORD --from-literal=database-url='postgres://todo:PASSWORD@todo-postgresql:5432/todo'   (scripts/setup-minikube.sh makes it)"
-      ;;
   esac
+  [[ $env == minikube ]] && hint+="   (scripts/dev-secrets.sh makes it)"
   check_secret "$namespace" "$secret" "$hint" "${app_keys[@]}"
 fi
 if [[ $do_stacks == 1 && $monitoring == 1 ]]; then
@@ -236,6 +244,12 @@ if [[ $do_stacks == 1 ]]; then
     mapfile -t values < <(k8s_stack_values "$root/deploy/stacks/$name" "$env" "$tier")
     run "$HELM" "${helm_ctx[@]}" upgrade --install "$release" "$chart_ref" "${source_args[@]}" \
       --version "${!vvar}" --namespace "$ns" "${values[@]}" "${helm_wait[@]}"
+    # Manifests beside the values files (e.g. envoy-gateway/gatewayclass.yaml, the GatewayClass
+    # `eg` the app's Gateway names) need the release's CRDs: applied right after it.
+    for manifest in "$root/deploy/stacks/$name"/*.yaml; do
+      [[ -f $manifest && ${manifest##*/} != values*.yaml ]] || continue
+      run "$KUBECTL" "${kubectl_ctx[@]}" apply --server-side -f "$manifest"
+    done
   done
 fi
 

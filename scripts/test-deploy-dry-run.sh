@@ -59,6 +59,7 @@ for env in minikube oke aks gke; do
 done
 touch "$root/charts/todo/values-dev.yaml" "$root/charts/todo/values-prod.yaml"
 touch "$root/deploy/stacks/loki/values-prod.yaml"
+printf 'kind: GatewayClass\n' >"$root/deploy/stacks/envoy-gateway/gatewayclass.yaml"
 
 # --- the fakes -------------------------------------------------------------------------------
 fakes="$work/bin"
@@ -122,6 +123,9 @@ for env in minikube oke aks gke; do
     expect_not_in "$label: no dapr namespace" "dapr-system" "$out"
     expect_in "$label: CRDs server side" "+ helm template eg-crds oci://docker.io/envoyproxy/gateway-crds-helm --version v1.5.5 --set crds.gatewayAPI.enabled=true --set crds.gatewayAPI.channel=standard --set crds.envoyGateway.enabled=true | kubectl apply --server-side --force-conflicts -f -" "$out"
     expect_in "$label: envoy gateway" "+ helm upgrade --install eg oci://docker.io/envoyproxy/gateway-helm --skip-crds --set crds.enabled=false --version v1.5.5 --namespace envoy-gateway-system -f $root/deploy/stacks/envoy-gateway/values.yaml -f $root/deploy/stacks/envoy-gateway/values-$env.yaml --rollback-on-failure" "$out"
+    expect_in "$label: gatewayclass after eg" "--timeout 10m
++ kubectl apply --server-side -f $root/deploy/stacks/envoy-gateway/gatewayclass.yaml
++ helm upgrade --install kube-prometheus-stack" "$out"
     expect_in "$label: kube-prometheus-stack" "upgrade --install kube-prometheus-stack kube-prometheus-stack --repo https://prometheus-community.github.io/helm-charts --version 88.1.1 --namespace monitoring -f $root/deploy/stacks/kube-prometheus-stack/values.yaml -f $root/deploy/stacks/kube-prometheus-stack/values-$env.yaml --rollback" "$out"
     loki_values="-f $root/deploy/stacks/loki/values.yaml -f $root/deploy/stacks/loki/values-$env.yaml"
     [[ $tier == prod ]] && loki_values+=" -f $root/deploy/stacks/loki/values-prod.yaml"
@@ -234,6 +238,7 @@ expected_order=(
   "helm template eg-crds oci://docker.io/envoyproxy/gateway-crds-helm"
   "kubectl apply --server-side --force-conflicts -f -"
   "helm upgrade --install eg "
+  "kubectl apply --server-side -f $root/deploy/stacks/envoy-gateway/gatewayclass.yaml"
   "helm upgrade --install kube-prometheus-stack "
   "helm upgrade --install loki "
   "helm upgrade --install alloy "
@@ -278,6 +283,10 @@ expect_eq "missing secret: exit" 1 "$rc"
 expect_in "missing secret: names it" "Secret todo/todo-secrets does not exist" "$err"
 expect_in "missing secret: the command" "kubectl -n todo create secret generic todo-secrets --from-literal=jwt-secret=" "$err"
 expect_in "missing secret: SASL key on oke" "--from-literal=kafka-sasl-password=" "$err"
+expect_in "missing secret: in-cluster PostgreSQL on oke" "--from-literal=postgres-password=" "$err"
+FAKE_MISSING_SECRETS=todo-secrets deploy aks
+expect_in "missing secret on aks: TLS database URL" "sslmode=require" "$err"
+expect_not_in "missing secret on aks: no in-cluster PostgreSQL" "postgres-password" "$err"
 expect_not_in "missing secret: no release" "helm upgrade" "$(cat "$calls")"
 FAKE_MISSING_SECRETS=grafana-admin deploy gke
 expect_eq "missing grafana secret: exit" 1 "$rc"
