@@ -17,6 +17,8 @@
 #   --context CTX         kubeconfig context (default: the current one)
 #   --secret NAME         the app's Secret (default todo-secrets)
 #   --timeout DURATION    helm's wait per release (default 10m)
+#   --set KEY=VALUE       an app chart value (repeatable), e.g. kafka.brokers=...
+#   --values FILE         one more app values file, after the env's and tier's (repeatable)
 #
 # Idempotent: namespaces are applied, CRDs are applied server side, releases are
 # `helm upgrade --install` (helm 4: --rollback-on-failure --wait=watcher, so a failed upgrade
@@ -29,12 +31,12 @@ K8S_PROG=deploy
 source "$(dirname "${BASH_SOURCE[0]}")/lib/k8s.sh"
 
 usage() {
-  sed -n '2,21s/^# \{0,1\}//p' "${BASH_SOURCE[0]}" >&2
+  sed -n '2,23s/^# \{0,1\}//p' "${BASH_SOURCE[0]}" >&2
   exit 2
 }
 fail_usage() {
   k8s_say "$*"
-  k8s_say "usage: scripts/deploy.sh minikube|oke|aks|gke [--dry-run] [--tier dev|prod] [--namespace N] [--image REF] [--only stacks|app] [--dapr] [--tempo] [--no-monitoring] [--context CTX] [--secret NAME] [--timeout D]"
+  k8s_say "usage: scripts/deploy.sh minikube|oke|aks|gke [--dry-run] [--tier dev|prod] [--namespace N] [--image REF] [--only stacks|app] [--dapr] [--tempo] [--no-monitoring] [--context CTX] [--secret NAME] [--timeout D] [--set K=V] [--values FILE]"
   exit 2
 }
 
@@ -47,6 +49,7 @@ esac
 shift
 
 tier=dev namespace=todo image="" only="" dapr=0 tempo=0 monitoring=1 context="" secret=todo-secrets timeout=10m
+user_sets=() user_values=()
 need_arg() { [[ $# -ge 2 && -n $2 && $2 != --* ]] || fail_usage "$1 needs a value"; }
 while [[ $# -gt 0 ]]; do
   case "$1" in
@@ -84,6 +87,18 @@ while [[ $# -gt 0 ]]; do
     --timeout)
       need_arg "$@"
       timeout="$2"
+      shift
+      ;;
+    --set)
+      need_arg "$@"
+      [[ $2 == *=* ]] || fail_usage "--set needs KEY=VALUE"
+      user_sets+=(--set "$2")
+      shift
+      ;;
+    --values | -f)
+      need_arg "$@"
+      [[ -f $2 ]] || fail_usage "--values $2: no such file"
+      user_values+=(-f "$2")
       shift
       ;;
     --dapr) dapr=1 ;;
@@ -270,7 +285,7 @@ if [[ $do_app == 1 ]]; then
       --set monitoring.prometheusRule.enabled=false --set monitoring.dashboards.enabled=false)
   fi
   run "$HELM" "${helm_ctx[@]}" upgrade --install todo "$root/charts/todo" --namespace "$namespace" \
-    -f "${app_values[0]}" -f "${app_values[1]}" "${sets[@]}" "${helm_wait[@]}"
+    -f "${app_values[0]}" -f "${app_values[1]}" "${user_values[@]}" "${sets[@]}" "${user_sets[@]}" "${helm_wait[@]}"
   run "$KUBECTL" "${kubectl_ctx[@]}" -n "$namespace" get deployments,pods,services,gateways,httproutes
 fi
 

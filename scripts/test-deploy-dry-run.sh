@@ -161,6 +161,10 @@ expect_in "options: helm context" "+ helm --kube-context aks-dev upgrade --insta
 expect_in "options: secret check in namespace" "+ kubectl --context aks-dev -n shop get secret todo-secrets" "$out"
 expect_eq "options: no calls" "" "$(cat "$calls")"
 
+printf 'kafka: {}\n' >"$work/mine.yaml"
+deploy oke --dry-run --set kafka.brokers=cell-1.streaming.eu-frankfurt-1.oci.oraclecloud.com:9092 --set 'kafka.saslUsername=acme/ci/ocid1.streampool.oc1..x' --values "$work/mine.yaml"
+expect_in "--set and --values: passed to the app, after the env files" "-f $root/charts/todo/values-dev.yaml -f $work/mine.yaml --set secrets.create=false --set secrets.existingSecret=todo-secrets --set kafka.brokers=cell-1.streaming.eu-frankfurt-1.oci.oraclecloud.com:9092 --set kafka.saslUsername=acme/ci/ocid1.streampool.oc1..x --rollback" "$out"
+expect_eq "--set and --values: only on the app" 1 "$(grep -c 'kafka.brokers' <<<"$out")"
 deploy oke --dry-run --image localhost:5000/todo:dev@sha256:0123abcd
 expect_in "image with registry port and digest" "--set image.repository=localhost:5000/todo --set image.tag=dev@sha256:0123abcd" "$out"
 deploy oke --dry-run --image ghcr.io/acme/todo
@@ -212,6 +216,8 @@ usage_case "tier without value" "--tier needs a value" oke --tier
 usage_case "tier followed by a flag" "--tier needs a value" oke --tier --dry-run
 usage_case "unknown --only" "unknown --only 'db'" oke --dry-run --only db
 usage_case "bad namespace" "not a valid Kubernetes name" oke --dry-run --namespace Bad_NS
+usage_case "--set without =" "--set needs KEY=VALUE" oke --dry-run --set kafka.brokers
+usage_case "--values missing file" "no such file" oke --dry-run --values /nonexistent.yaml
 
 # A missing versions.env entry is named.
 cp "$root/deploy/stacks/versions.env" "$work/versions.env.bak"
