@@ -99,8 +99,16 @@ if [[ -z $image ]]; then
   rev="$(git -C "$root" rev-parse --short=12 HEAD 2>/dev/null || echo local)"
   image="localhost/todo:dev-$rev"
   run "$root/scripts/build-image.sh" --arch "$arch" --tag "$image"
-  # An OCI archive; the containerd runtime imports it as it is (`ctr images import`).
-  run minikube --profile "$profile" image load "$root/.tools/image/$arch/todo-$arch.oci.tar"
+  archive="$root/.tools/image/$arch/todo-$arch.oci.tar"
+  if command -v skopeo >/dev/null 2>&1 || [[ $DRY_RUN == 1 ]]; then
+    # A Docker archive (docker save's format) loads into either runtime; skopeo rewrites the
+    # OCI archive as one, keeping the name.
+    docker_archive="$root/.tools/image/$arch/todo-$arch.docker.tar"
+    run rm -f "$docker_archive"
+    run skopeo copy "oci-archive:$archive" "docker-archive:$docker_archive:$image"
+    archive="$docker_archive"
+  fi
+  run minikube --profile "$profile" image load "$archive"
 fi
 
 # 3. Dev Secrets, made once: the generated passwords must stay the same across runs.
