@@ -68,6 +68,7 @@ fi
 image="$("${kc[@]}" -n "$namespace" get deployment todo-api -o jsonpath='{.spec.template.spec.containers[0].image}')"
 overrides="$(printf '{"apiVersion":"v1","spec":{"containers":[{"name":"todo-token","image":"%s","args":["token","--user","%s"],"env":[{"name":"TODO_JWT_SECRET","valueFrom":{"secretKeyRef":{"name":"%s","key":"jwt-secret"}}}]}]}}' "$image" "$user" "$secret")"
 k8s_say "minting a token for $user with $image"
+"${kc[@]}" -n "$namespace" delete pod todo-token --ignore-not-found --wait=true >/dev/null
 token="$("${kc[@]}" -n "$namespace" run todo-token --rm -i -q --restart=Never --image="$image" --overrides="$overrides" | tr -d '\r\n')"
 [[ $token == *.*.* ]] || k8s_die "no token from 'todo token' (got: ${token:0:60})"
 
