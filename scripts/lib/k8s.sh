@@ -4,8 +4,16 @@
 
 # DRY_RUN=1: every command is printed and none is run (no cluster, helm or kubectl needed).
 DRY_RUN="${DRY_RUN:-0}"
-HELM="${HELM:-helm}"
-KUBECTL="${KUBECTL:-kubectl}"
+# helm and kubectl: from PATH, else the ones scripts/install-k8s-tools.sh puts in .tools/bin.
+k8s_tools_dir="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)/.tools/bin"
+if [[ -z ${HELM:-} ]]; then
+  HELM=helm
+  command -v helm >/dev/null 2>&1 || [[ ! -x $k8s_tools_dir/helm ]] || HELM="$k8s_tools_dir/helm"
+fi
+if [[ -z ${KUBECTL:-} ]]; then
+  KUBECTL=kubectl
+  command -v kubectl >/dev/null 2>&1 || [[ ! -x $k8s_tools_dir/kubectl ]] || KUBECTL="$k8s_tools_dir/kubectl"
+fi
 
 k8s_say() { printf '%s: %s\n' "${K8S_PROG:-deploy}" "$*" >&2; }
 k8s_die() {
