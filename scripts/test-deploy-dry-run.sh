@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Tests scripts/deploy.sh without a cluster. Fake `helm` and `kubectl` on PATH record every
+# Tests scripts/deploy.sh, setup-minikube.sh and dev-secrets.sh without a cluster. Fake `helm` and `kubectl` on PATH record every
 # call they get:
 #   - `deploy.sh ENV --dry-run` for every ENV and tier prints the right commands (values files,
 #     namespaces, chart versions from versions.env, helm 4 flags) and calls neither fake;
@@ -8,7 +8,10 @@
 #   - a real run against the fakes runs the commands in order (namespaces, Secret checks, CRDs,
 #     stacks, app), and a second run issues the very same idempotent commands;
 #   - a missing Secret stops the run before any release, naming the `kubectl create secret`;
-#   - helm 3 is refused; an unknown ENV, tier or option exits 2 with a message.
+#   - helm 3 is refused; an unknown ENV, tier or option exits 2 with a message;
+#   - setup-minikube.sh --dry-run calls nothing, and its real run against fakes (minikube,
+#     skopeo, build-image.sh too) goes cluster, image, Secrets, stacks, app; dev-secrets.sh
+#     generates the values, never prints them, and keeps existing Secrets.
 # It runs on a fixture tree (its own versions.env and values files) so that it does not depend
 # on the stacks' or the chart's contents; when the repository has deploy/stacks/versions.env and
 # charts/todo, the dry run is also checked against them.
@@ -82,9 +85,16 @@ if [[ $args == *" create namespace "* ]]; then
   printf 'apiVersion: v1\nkind: Namespace\n'
 elif [[ $args == *" apply "* ]]; then
   cat >/dev/null
+elif [[ $args == *" create secret generic "* ]]; then
+  # Remembered, so that a later `get secret` finds it.
+  name="${args#* create secret generic }"
+  printf '%s\n' "${name%% *}" >>"$FAKE_CALLS.created"
 elif [[ $args == *" get secret "* ]]; then
   for missing in ${FAKE_MISSING_SECRETS:-}; do
-    [[ $args == *" $missing "* ]] && { echo "Error from server (NotFound)" >&2; exit 1; }
+    if [[ $args == *" $missing "* ]] && ! grep -qx -- "$missing" "$FAKE_CALLS.created" 2>/dev/null; then
+      echo "Error from server (NotFound)" >&2
+      exit 1
+    fi
   done
   printf "%s\n" jwt-secret database-url kafka-sasl-password webhook-secret postgres-password admin-user admin-password
 fi
@@ -332,6 +342,53 @@ rc=$?
 set -e
 expect_eq "setup-minikube bad --cpus: exit" 2 "$rc"
 expect_in "setup-minikube bad --cpus: message" "--cpus must be a number" "$(cat "$work/err")"
+
+# --- setup-minikube.sh for real, against the fakes --------------------------------------------
+cat >"$root/scripts/build-image.sh" <<'EOF'
+#!/usr/bin/env bash
+printf 'build-image.sh %s\n' "$*" >>"$FAKE_CALLS"
+EOF
+cat >"$fakes/skopeo" <<'EOF'
+#!/usr/bin/env bash
+printf 'skopeo %s\n' "$*" >>"$FAKE_CALLS"
+EOF
+chmod +x "$root/scripts/build-image.sh" "$fakes/skopeo"
+: >"$calls"
+set +e
+out="$(FAKE_MISSING_SECRETS="todo-secrets grafana-admin" "$root/scripts/setup-minikube.sh" 2>&1)"
+rc=$?
+set -e
+expect_eq "setup-minikube real run: exit" 0 "$rc"
+mapfile -t got <"$calls"
+order=("minikube start" "minikube --profile minikube addons enable metrics-server" "build-image.sh --arch"
+  "skopeo copy oci-archive:" "minikube --profile minikube image load" "kubectl --context minikube -n todo create secret generic todo-secrets"
+  "kubectl --context minikube -n monitoring create secret generic grafana-admin" "helm version"
+  "helm --kube-context minikube upgrade --install eg" "helm --kube-context minikube upgrade --install todo")
+at=0
+for want in "${order[@]}"; do
+  found=-1
+  for ((i = at; i < ${#got[@]}; i++)); do
+    if [[ ${got[$i]} == "$want"* ]]; then
+      found=$i
+      break
+    fi
+  done
+  if ((found >= 0)); then
+    pass
+    at=$found
+  else
+    fail "setup-minikube real run: [$want...] missing or out of order"
+  fi
+done
+secret_line="$(grep -- '-n todo create secret generic todo-secrets' "$calls")"
+jwt="$(sed -n 's/.*--from-literal=jwt-secret=\([^ ]*\).*/\1/p' <<<"$secret_line")"
+if [[ ${#jwt} -ge 32 ]]; then pass; else fail "dev-secrets: generated jwt-secret is ${#jwt} bytes"; fi
+expect_not_in "dev-secrets: the generated value is never printed" "$jwt" "$out"
+pg="$(sed -n 's/.*--from-literal=postgres-password=\([^ ]*\).*/\1/p' <<<"$secret_line")"
+expect_in "dev-secrets: database-url uses the same password" "--from-literal=database-url=postgres://todo:$pg@todo-postgresql:5432/todo" "$secret_line"
+: >"$calls"
+FAKE_MISSING_SECRETS="todo-secrets grafana-admin" "$root/scripts/dev-secrets.sh" --context minikube >/dev/null 2>&1
+expect_not_in "dev-secrets second run: existing Secrets kept" "create secret" "$(cat "$calls")"
 
 # --- the repository's own files, when they are there -----------------------------------------
 if [[ -f $repo/deploy/stacks/versions.env && -d $repo/charts/todo ]]; then
