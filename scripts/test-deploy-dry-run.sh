@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Tests scripts/deploy.sh, setup-minikube.sh and dev-secrets.sh without a cluster. Fake `helm` and `kubectl` on PATH record every
-# call they get:
+# Tests scripts/deploy.sh, setup-minikube.sh and dev-secrets.sh without a cluster. Fake
+# `helm`, `kubectl` and `minikube` on PATH record every call they get:
 #   - `deploy.sh ENV --dry-run` for every ENV and tier prints the right commands (values files,
 #     namespaces, chart versions from versions.env, helm 4 flags) and calls neither fake;
 #   - the options (--namespace, --image, --only, --dapr, --tempo, --no-monitoring, --context)
