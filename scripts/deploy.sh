@@ -286,6 +286,9 @@ if [[ $do_app == 1 ]]; then
   fi
   run "$HELM" "${helm_ctx[@]}" upgrade --install todo "$root/charts/todo" --namespace "$namespace" \
     -f "${app_values[0]}" -f "${app_values[1]}" "${user_values[@]}" "${sets[@]}" "${user_sets[@]}" "${helm_wait[@]}"
+  # helm waited for readiness; this also says which Deployment is late when one is.
+  run "$KUBECTL" "${kubectl_ctx[@]}" -n "$namespace" rollout status deployment \
+    --selector app.kubernetes.io/instance=todo --timeout "$timeout"
   run "$KUBECTL" "${kubectl_ctx[@]}" -n "$namespace" get deployments,pods,services,gateways,httproutes
 fi
 

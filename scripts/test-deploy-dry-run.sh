@@ -259,6 +259,7 @@ expected_order=(
   "helm upgrade --install loki "
   "helm upgrade --install alloy "
   "helm upgrade --install todo "
+  "kubectl -n todo rollout status deployment --selector app.kubernetes.io/instance=todo --timeout 10m"
   "kubectl -n todo get deployments,pods,services,gateways,httproutes"
 )
 mapfile -t got <"$calls"
