@@ -19,6 +19,8 @@
 #   --timeout DURATION    helm's wait per release (default 10m)
 #   --set KEY=VALUE       an app chart value (repeatable), e.g. kafka.brokers=...
 #   --values FILE         one more app values file, after the env's and tier's (repeatable)
+#   --stack-set CHART:KEY=VALUE   a value of one stack's release (repeatable), e.g.
+#                         loki:loki.storage.azure.accountName=todologs
 #
 # Idempotent: namespaces are applied, CRDs are applied server side, releases are
 # `helm upgrade --install` (helm 4: --rollback-on-failure --wait=watcher, so a failed upgrade
@@ -31,12 +33,12 @@ K8S_PROG=deploy
 source "$(dirname "${BASH_SOURCE[0]}")/lib/k8s.sh"
 
 usage() {
-  sed -n '2,23s/^# \{0,1\}//p' "${BASH_SOURCE[0]}" >&2
+  sed -n '2,25s/^# \{0,1\}//p' "${BASH_SOURCE[0]}" >&2
   exit 2
 }
 fail_usage() {
   k8s_say "$*"
-  k8s_say "usage: scripts/deploy.sh minikube|oke|aks|gke [--dry-run] [--tier dev|prod] [--namespace N] [--image REF] [--only stacks|app] [--dapr] [--tempo] [--no-monitoring] [--context CTX] [--secret NAME] [--timeout D] [--set K=V] [--values FILE]"
+  k8s_say "usage: scripts/deploy.sh minikube|oke|aks|gke [--dry-run] [--tier dev|prod] [--namespace N] [--image REF] [--only stacks|app] [--dapr] [--tempo] [--no-monitoring] [--context CTX] [--secret NAME] [--timeout D] [--set K=V] [--values FILE] [--stack-set CHART:K=V]"
   exit 2
 }
 
@@ -49,7 +51,7 @@ esac
 shift
 
 tier=dev namespace=todo image="" only="" dapr=0 tempo=0 monitoring=1 context="" secret=todo-secrets timeout=10m
-user_sets=() user_values=()
+user_sets=() user_values=() stack_sets=()
 need_arg() { [[ $# -ge 2 && -n $2 && $2 != --* ]] || fail_usage "$1 needs a value"; }
 while [[ $# -gt 0 ]]; do
   case "$1" in
@@ -99,6 +101,16 @@ while [[ $# -gt 0 ]]; do
       need_arg "$@"
       [[ -f $2 ]] || fail_usage "--values $2: no such file"
       user_values+=(-f "$2")
+      shift
+      ;;
+    --stack-set)
+      need_arg "$@"
+      [[ $2 =~ ^[a-z-]+:[^=]+=.* ]] || fail_usage "--stack-set needs CHART:KEY=VALUE"
+      case "${2%%:*}" in
+        envoy-gateway | kube-prometheus-stack | loki | tempo | alloy | dapr) ;;
+        *) fail_usage "--stack-set: unknown stack '${2%%:*}' (envoy-gateway, kube-prometheus-stack, loki, tempo, alloy, dapr)" ;;
+      esac
+      stack_sets+=("$2")
       shift
       ;;
     --dapr) dapr=1 ;;
@@ -231,7 +243,42 @@ if [[ $do_stacks == 1 && $monitoring == 1 ]]; then
     "$kctl -n monitoring create secret generic grafana-admin --from-literal=admin-user=admin --from-literal=admin-password=\"\$(openssl rand -base64 24)\"" \
     admin-user admin-password
 fi
+# The stacks' own Secrets: a values file that mounts one (envFrom secretRef, e.g. Loki's
+# object-storage keys on OKE) needs it in the stack's namespace.
+stack_secret_refs() {
+  awk '/^[[:space:]]*#/ {next} /secretRef:/ {want=1; next} want && /name:/ {sub(/.*name:[[:space:]]*/, ""); sub(/[[:space:]]*(#.*)?$/, ""); print; want=0}' "$@"
+}
+placeholders=0
+if [[ $do_stacks == 1 ]]; then
+  for entry in "${K8S_STACKS[@]}"; do
+    read -r name _ ns _ _ _ <<<"$entry"
+    wanted_stack "$name" || continue
+    mapfile -t files < <(k8s_stack_values "$root/deploy/stacks/$name" "$env" "$tier" | grep -v '^-f$')
+    ((${#files[@]})) || continue
+    while read -r ref; do
+      [[ -n $ref ]] && check_secret "$ns" "$ref" "$kctl -n $ns create secret generic $ref --from-literal=... (the keys deploy/stacks/$name/values-$env.yaml names)"
+    done < <(stack_secret_refs "${files[@]}")
+    # Values the cloud's file leaves for you to fill in (<account>, <project>, ...): each
+    # needs a --stack-set for this chart.
+    env_file="$root/deploy/stacks/$name/values-$env.yaml"
+    [[ -f $env_file ]] || continue
+    if grep -qE '^[^#]*<[a-z][a-z-]*>' "$env_file"; then
+      sets_for=0
+      for kv in "${stack_sets[@]}"; do [[ ${kv%%:*} == "$name" ]] && sets_for=1; done
+      if [[ $sets_for == 0 ]]; then
+        k8s_say "deploy/stacks/$name/values-$env.yaml has values to fill in; pass them with --stack-set $name:KEY=VALUE:"
+        grep -nE '^[^#]*<[a-z][a-z-]*>' "$env_file" | sed 's/^/  /' >&2
+        placeholders=1
+      fi
+    fi
+  done
+fi
 [[ $missing_secrets == 0 ]] || k8s_die "create the Secrets above, then run this again"
+if [[ $placeholders == 1 && $DRY_RUN == 1 ]]; then
+  k8s_say "(dry run: carrying on)"
+elif [[ $placeholders == 1 ]]; then
+  k8s_die "fill in the values above, then run this again"
+fi
 
 # 3. Stacks.
 if [[ $do_stacks == 1 ]]; then
@@ -257,6 +304,9 @@ if [[ $do_stacks == 1 ]]; then
     # turns off the subchart that carries them in recent versions, --skip-crds the crds/ dir).
     [[ $name == envoy-gateway ]] && source_args+=(--skip-crds --set crds.enabled=false)
     mapfile -t values < <(k8s_stack_values "$root/deploy/stacks/$name" "$env" "$tier")
+    for kv in "${stack_sets[@]}"; do
+      [[ ${kv%%:*} == "$name" ]] && values+=(--set "${kv#*:}")
+    done
     run "$HELM" "${helm_ctx[@]}" upgrade --install "$release" "$chart_ref" "${source_args[@]}" \
       --version "${!vvar}" --namespace "$ns" "${values[@]}" "${helm_wait[@]}"
     # Manifests beside the values files (e.g. envoy-gateway/gatewayclass.yaml, the GatewayClass

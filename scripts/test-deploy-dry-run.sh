@@ -63,6 +63,9 @@ done
 touch "$root/charts/todo/values-dev.yaml" "$root/charts/todo/values-prod.yaml"
 touch "$root/deploy/stacks/loki/values-prod.yaml"
 printf 'kind: GatewayClass\n' >"$root/deploy/stacks/envoy-gateway/gatewayclass.yaml"
+# A value left to fill in (AKS), and a Secret a stack mounts (OKE), as the real files have.
+printf 'loki:\n  storage:\n    azure:\n      accountName: <account>   # yours\n' >"$root/deploy/stacks/loki/values-aks.yaml"
+printf 'singleBinary:\n  extraEnvFrom:\n    - secretRef:\n        name: loki-object-storage\n' >"$root/deploy/stacks/loki/values-oke.yaml"
 
 # --- the fakes -------------------------------------------------------------------------------
 fakes="$work/bin"
@@ -147,6 +150,7 @@ for env in minikube oke aks gke; do
       [[ $other == "$env" ]] && continue
       expect_not_in "$label: no $other values" "values-$other.yaml" "$out"
     done
+    [[ $env == oke ]] && expect_in "$label: loki's Secret on oke" "+ kubectl -n monitoring get secret loki-object-storage" "$out"
     expect_in "$label: app secret check" "+ kubectl -n todo get secret todo-secrets" "$out"
     expect_in "$label: grafana secret check" "+ kubectl -n monitoring get secret grafana-admin" "$out"
     expect_in "$label: says dry run" "dry run: nothing is run" "$err"
@@ -229,6 +233,28 @@ usage_case "bad namespace" "not a valid Kubernetes name" oke --dry-run --namespa
 usage_case "--set without =" "--set needs KEY=VALUE" oke --dry-run --set kafka.brokers
 usage_case "--values missing file" "no such file" oke --dry-run --values /nonexistent.yaml
 
+# Values a cloud's stack file leaves to fill in, and the Secrets a stack mounts.
+deploy aks --dry-run
+expect_eq "placeholder, dry run: exit" 0 "$rc"
+expect_in "placeholder, dry run: named" "deploy/stacks/loki/values-aks.yaml has values to fill in" "$err"
+expect_in "placeholder, dry run: the line" "accountName: <account>" "$err"
+deploy aks
+expect_eq "placeholder, real run: exit" 1 "$rc"
+expect_not_in "placeholder, real run: nothing installed" "helm upgrade" "$(cat "$calls")"
+deploy aks --stack-set 'loki:loki.storage.azure.accountName=todologs'
+expect_eq "placeholder filled with --stack-set: exit" 0 "$rc"
+expect_in "--stack-set reaches its stack only" "upgrade --install loki loki --repo https://grafana-community.github.io/helm-charts --version 18.2.2 --namespace monitoring -f $root/deploy/stacks/loki/values.yaml -f $root/deploy/stacks/loki/values-aks.yaml --set loki.storage.azure.accountName=todologs --rollback" "$(cat "$calls")"
+expect_eq "--stack-set: one release" 1 "$(grep -c accountName=todologs "$calls")"
+deploy oke --dry-run
+expect_in "stack Secret: checked" "+ kubectl -n monitoring get secret loki-object-storage" "$out"
+deploy gke --dry-run
+expect_not_in "stack Secret: only where a file mounts it" "loki-object-storage" "$out"
+FAKE_MISSING_SECRETS=loki-object-storage deploy oke
+expect_eq "stack Secret missing: exit" 1 "$rc"
+expect_in "stack Secret missing: named" "Secret monitoring/loki-object-storage does not exist" "$err"
+usage_case "--stack-set unknown stack" "unknown stack 'grafana'" aks --dry-run --stack-set grafana:a=b
+usage_case "--stack-set without =" "--stack-set needs CHART:KEY=VALUE" aks --dry-run --stack-set loki:a
+
 # A missing versions.env entry is named.
 cp "$root/deploy/stacks/versions.env" "$work/versions.env.bak"
 grep -v '^LOKI_VERSION=' "$work/versions.env.bak" >"$root/deploy/stacks/versions.env"
@@ -251,6 +277,7 @@ expected_order=(
   "kubectl apply -f -"
   "kubectl -n todo get secret todo-secrets -o"
   "kubectl -n monitoring get secret grafana-admin -o"
+  "kubectl -n monitoring get secret loki-object-storage -o"
   "helm template eg-crds oci://docker.io/envoyproxy/gateway-crds-helm"
   "kubectl apply --server-side --force-conflicts -f -"
   "helm upgrade --install eg "
