@@ -50,7 +50,12 @@ cleanup() {
 }
 trap cleanup EXIT
 
+# Envoy Gateway starts the Gateway's proxy after the app's release: wait until it is programmed.
+k8s_say "waiting for Gateway $namespace/todo to be programmed"
+"${kc[@]}" -n "$namespace" wait --for=condition=Programmed gateway/todo --timeout=300s >/dev/null
 if [[ -z $url ]]; then
+  "${kc[@]}" -n envoy-gateway-system wait --for=condition=Available deployment --timeout=300s \
+    -l "gateway.envoyproxy.io/owning-gateway-namespace=$namespace,gateway.envoyproxy.io/owning-gateway-name=todo" >/dev/null
   svc="$("${kc[@]}" -n envoy-gateway-system get service -o name \
     -l "gateway.envoyproxy.io/owning-gateway-namespace=$namespace,gateway.envoyproxy.io/owning-gateway-name=todo")"
   [[ -n $svc ]] || k8s_die "no Envoy Service for Gateway $namespace/todo in envoy-gateway-system"
