@@ -11,7 +11,8 @@
 #   - helm 3 is refused; an unknown ENV, tier or option exits 2 with a message;
 #   - setup-minikube.sh --dry-run calls nothing, and its real run against fakes (minikube,
 #     skopeo, build-image.sh too) goes cluster, image, Secrets, stacks, app; dev-secrets.sh
-#     generates the values, never prints them, and keeps existing Secrets.
+#     generates the values, never prints them, and keeps existing Secrets;
+#   - smoke-k8s.sh against a fake kubectl and curl: token from the image, create, read, audit.
 # It runs on a fixture tree (its own versions.env and values files) so that it does not depend
 # on the stacks' or the chart's contents; when the repository has deploy/stacks/versions.env and
 # charts/todo, the dry run is also checked against them.
@@ -42,7 +43,9 @@ expect_eq() {
 # --- the fixture tree ------------------------------------------------------------------------
 root="$work/root"
 mkdir -p "$root/scripts/lib" "$root/charts/todo" "$root/deploy/stacks"
-cp "$repo/scripts/deploy.sh" "$repo/scripts/setup-minikube.sh" "$repo/scripts/dev-secrets.sh" "$root/scripts/"
+cp "$repo/scripts/deploy.sh" "$repo/scripts/setup-minikube.sh" "$repo/scripts/dev-secrets.sh" \
+  "$repo/scripts/smoke-k8s.sh" "$root/scripts/"
+cp "$repo/scripts/lib/ports.sh" "$root/scripts/lib/"
 cp "$repo/scripts/lib/k8s.sh" "$root/scripts/lib/"
 cat >"$root/deploy/stacks/versions.env" <<'EOF'
 # fixture
@@ -417,6 +420,50 @@ expect_in "dev-secrets: database-url uses the same password" "--from-literal=dat
 : >"$calls"
 FAKE_MISSING_SECRETS="todo-secrets grafana-admin" "$root/scripts/dev-secrets.sh" --context minikube >/dev/null 2>&1
 expect_not_in "dev-secrets second run: existing Secrets kept" "create secret" "$(cat "$calls")"
+
+# --- smoke-k8s.sh against fakes (kubectl run mints the token; curl answers as the API) -------
+smoke_bin="$work/smoke-bin"
+mkdir -p "$smoke_bin"
+cat >"$smoke_bin/kubectl" <<'EOF'
+#!/usr/bin/env bash
+printf 'kubectl %s\n' "$*" >>"$FAKE_CALLS"
+case " $* " in
+  *" get deployment todo-api "*) echo ghcr.io/acme/todo:1.0.0 ;;
+  *" run todo-token "*) echo "eyJh.eyJz.sig" ;;
+esac
+exit 0
+EOF
+cat >"$smoke_bin/curl" <<'EOF'
+#!/usr/bin/env bash
+printf 'curl %s\n' "$*" >>"$FAKE_CALLS"
+url="" method=GET
+while (($#)); do
+  case "$1" in
+    -X) method="$2"; shift ;;
+    http*) url="$1" ;;
+  esac
+  shift
+done
+case "$method $url" in
+  "POST "*/tasks) echo '{"id":"0190-aaaa","title":"smoke test"}' ;;
+  "GET "*/tasks/0190-aaaa) echo '{"id":"0190-aaaa","title":"smoke test"}' ;;
+  "GET "*/audit) echo '{"items":[{"task_id":"0190-aaaa","type":"task.created"}]}' ;;
+  *) exit 22 ;;
+esac
+EOF
+chmod +x "$smoke_bin/kubectl" "$smoke_bin/curl"
+: >"$calls"
+set +e
+out="$(PATH="$smoke_bin:$PATH" "$root/scripts/smoke-k8s.sh" --url http://203.0.113.7 --user u1 2>&1)"
+rc=$?
+set -e
+expect_eq "smoke-k8s: exit ($out)" 0 "$rc"
+expect_in "smoke-k8s: says ok" "ok: task 0190-aaaa created, read back and audited through http://203.0.113.7" "$out"
+expect_in "smoke-k8s: waits for the Gateway" "kubectl -n todo wait --for=condition=Programmed gateway/todo" "$(cat "$calls")"
+expect_in "smoke-k8s: token from the app's image" "run todo-token --rm -i -q --restart=Never --image=ghcr.io/acme/todo:1.0.0" "$(cat "$calls")"
+expect_in "smoke-k8s: bearer token" "Authorization: Bearer eyJh.eyJz.sig" "$(cat "$calls")"
+expect_in "smoke-k8s: the user's routes" "http://203.0.113.7/api/u1/audit" "$(cat "$calls")"
+expect_not_in "smoke-k8s: no port-forward with --url" "port-forward" "$(cat "$calls")"
 
 # --- the repository's own files, when they are there -----------------------------------------
 if [[ -f $repo/deploy/stacks/versions.env && -d $repo/charts/todo ]]; then
