@@ -9,8 +9,8 @@ one per line:
     <dotted.path>\t<kind>
 
 kind is `map` (a non-empty mapping: its children are listed too), `open` (an empty mapping
-or null upstream: anything below it is accepted, the chart passes it through), `list` or
-`scalar`. Subchart keys are listed under the subchart's name (`grafana.`, `dapr_operator.`).
+or null upstream, or a `resources` block, a Kubernetes ResourceRequirements the chart copies
+into the pod: anything below it is accepted), `list` or `scalar`. Subchart keys are listed under the subchart's name (`grafana.`, `dapr_operator.`).
 A few keys that the chart's templates read but its values.yaml does not declare are added
 from EXTRA below, each with the template that reads it.
 
@@ -118,10 +118,18 @@ def git(repo_dir, *args):
     return subprocess.run(["git", "-C", repo_dir, *args], check=True, capture_output=True, text=True).stdout
 
 
+# Keys holding a Kubernetes object the chart copies whole into a manifest (toYaml): their
+# fields are the object's, not the chart's, so they are listed as open even when the chart
+# gives a default (`resources: {requests: ...}` with no `limits` would otherwise refuse limits).
+PASS_THROUGH = {"resources"}
+
+
 def walk(node, prefix, out):
     for key, value in node.items():
         path = f"{prefix}{key}"
-        if isinstance(value, dict):
+        if key in PASS_THROUGH:
+            out[path] = "open"
+        elif isinstance(value, dict):
             if value:
                 out[path] = "map"
                 walk(value, path + ".", out)
