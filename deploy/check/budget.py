@@ -392,8 +392,9 @@ def main():
         print(f"budget.py: bad input: {e}", file=sys.stderr)
         sys.exit(2)
 
-    print(f"target: {target.get('name', args.target)}; {nodes} nodes x {fmt_cpu(node_cpu)} / {fmt_mem(node_mem)}"
-          f"; stacks: {args.cloud} + {args.env}; app: {args.app}")
+    plural = "s" if nodes != 1 else ""
+    print(f"target: {target.get('name', args.target)}; {nodes} node{plural} x {fmt_cpu(node_cpu)} / "
+          f"{fmt_mem(node_mem)}; stacks: {args.cloud} + {args.env}; app: {args.app}")
     row = "{:<22} {:<52} {:>12} {:>8} {:>8} {:>8} {:>8}  {}"
     print(row.format("source", "component", "replicas", "cpu/pod", "mem/pod", "cpu", "memory", "note"))
     tot_cpu = tot_mem = 0.0
