@@ -15,7 +15,7 @@
 #   6. budget.py, both ways: the app (charts/todo rendered for OKE + dev when the chart and
 #      helm are there, else fixtures/app-small.yaml) plus the stacks fit the OKE Always Free
 #      target; an over-budget app, a container without requests, a stack component without
-#      requests and a one-node cluster must fail
+#      requests and half-size nodes (--node-cpu 500m) must fail
 #   7. upstream-keys/ still what extract-keys.py makes, when UPSTREAM_MIRROR names the clones
 # helm template of the upstream charts is not possible offline (no chart repositories), which
 # is why step 2 checks the keys instead. Tools: scripts/install-k8s-tools.sh when the repo has
@@ -148,7 +148,8 @@ fi
 run "$PY" "$CHECK"/budget.py --app "$app" --cloud oke --env dev || failed "budget.py: does not fit"
 must_fail "$PY" "$CHECK"/budget.py --app "$CHECK"/fixtures/app-over-budget.yaml
 must_fail "$PY" "$CHECK"/budget.py --app "$CHECK"/fixtures/app-no-request.yaml
-must_fail "$PY" "$CHECK"/budget.py --app "$app" --nodes 1
+# Half-size nodes (500m each): what the stacks and the reservations alone cannot fit in.
+must_fail "$PY" "$CHECK"/budget.py --app "$app" --node-cpu 500m
 # A stack component whose requests our values do not set must not count as zero.
 cp -r "$STACKS" "$WORK/stacks"
 "$PY" - "$WORK/stacks/loki/values.yaml" <<'EOF'
