@@ -16,9 +16,12 @@
 #      helm are there, else fixtures/app-small.yaml) plus the stacks fit the OKE Always Free
 #      target; an over-budget app, a container without requests, a stack component without
 #      requests and half-size nodes (--node-cpu 500m) must fail
-#   7. upstream-keys/ still what extract-keys.py makes, when UPSTREAM_MIRROR names the clones
-# helm template of the upstream charts is not possible offline (no chart repositories), which
-# is why step 2 checks the keys instead. Tools: scripts/install-k8s-tools.sh when the repo has
+#   7. when UPSTREAM_MIRROR names a folder of clones of the charts' sources (<owner>+<name>/repo):
+#      upstream-keys/ still what extract-keys.py makes, and render-upstream.py: helm template of
+#      each pinned chart assembled from its sources, per cloud x env, validated, its workloads'
+#      requests equal to what budget.py models
+# helm template from the chart repositories is not possible offline, which is why step 2 checks
+# the keys; step 7 renders only where the sources are at hand. Tools: scripts/install-k8s-tools.sh when the repo has
 # it, else a lint venv in .tools/lint (check-jsonschema, yamllint, kubernetes-validate).
 # ../shared is the repo's sibling (SHARED_DIR overrides).
 set -euo pipefail
@@ -164,11 +167,16 @@ with open(path, "w", encoding="utf-8") as f:
 EOF
 must_fail "$PY" "$CHECK"/budget.py --app "$app" --stacks "$WORK/stacks"
 
-step "7. upstream key lists"
+step "7. the upstream charts' sources: key lists, and a render of each chart with our values"
 if [[ -n ${UPSTREAM_MIRROR:-} ]]; then
   run "$PY" "$CHECK"/extract-keys.py --mirror "$UPSTREAM_MIRROR" --check || failed "upstream-keys differ from the charts"
+  if [[ -x .tools/bin/helm ]]; then
+    run "$PY" "$CHECK"/render-upstream.py --mirror "$UPSTREAM_MIRROR" --shared "$SHARED" || failed "render-upstream.py"
+  else
+    failed "no .tools/bin/helm for render-upstream.py"
+  fi
 else
-  echo "skipped: set UPSTREAM_MIRROR to a folder of <owner>+<name>/repo clones to regenerate and compare"
+  echo "skipped: set UPSTREAM_MIRROR to a folder of <owner>+<name>/repo clones of the charts' sources"
 fi
 
 if ((failures > 0)); then
