@@ -8,8 +8,9 @@ turn off dropped from Chart.yaml), runs `helm template` for every cloud x env wi
 values.yaml + values-<cloud>.yaml + values-<env>.yaml, validates the output with
 ../shared/schemas/validate.py --k8s 1.30 (built-in kinds strictly; operator-made kinds such
 as Prometheus are skipped), and compares the requests of the rendered workloads with what
-budget.py models for the same values (Prometheus and Alertmanager pods come from the
-operator at run time, so for kube-prometheus-stack only the other workloads are compared).
+budget.py models for the same values (Prometheus and Alertmanager pods are made by the
+operator at run time: their requests are taken from the rendered objects' spec.resources and
+replicas plus the config reloader's requests from the operator's --config-reloader-* flags).
 
     render-upstream.py --mirror DIR [--helm .tools/bin/helm] [--shared ../shared]
 Exit 0 when everything renders, validates and matches; 1 otherwise.
@@ -80,12 +81,34 @@ def assemble(mirror, name, work):
 
 def modelled(name, values):
     if name == "kube-prometheus-stack":
-        comps = [c for c in budget.kube_prometheus_stack(values) if c.name not in ("prometheus", "alertmanager")]
+        comps = budget.kube_prometheus_stack(values)
     elif name == "envoy-gateway":
         comps = [c for c in budget.envoy_gateway(values, 1) if not c.name.startswith("envoy proxy")]
     else:
         comps = {"loki": budget.loki, "alloy": budget.alloy, "tempo": budget.tempo, "dapr": budget.dapr}[name](values)
     return comps
+
+
+def operator_pods(path):
+    """Prometheus / Alertmanager pods as the operator will make them from the rendered objects:
+    spec.replicas x (spec.resources requests + the config reloader's, from the operator's flags)."""
+    with open(path, encoding="utf-8") as f:
+        docs = [d for d in yaml.safe_load_all(f) if isinstance(d, dict)]
+    flags = {}
+    for d in docs:
+        if d.get("kind") == "Deployment" and d["metadata"]["name"].endswith("-operator"):
+            for arg in d["spec"]["template"]["spec"]["containers"][0].get("args", []):
+                if arg.startswith("--config-reloader-") and "=" in arg:
+                    key, value = arg[2:].split("=", 1)
+                    flags[key] = value
+    out = []
+    for d in docs:
+        if d.get("kind") in ("Prometheus", "Alertmanager"):
+            cpu, mem = budget.requests_of(d["spec"].get("resources"), d["kind"])
+            cpu += budget.cpu_m(flags["config-reloader-cpu-request"])
+            mem += budget.mem_b(flags["config-reloader-memory-request"])
+            out.append(budget.Component("rendered", d["kind"].lower(), cpu, mem, int(d["spec"].get("replicas", 1))))
+    return out
 
 
 def totals(comps, nodes=2):
@@ -128,6 +151,8 @@ def main():
                             line for line in v.stdout.splitlines() if line.startswith("FAIL"))[:500])
                         continue
                     rendered, _, _ = budget.app_components(out, "off")
+                    if name == "kube-prometheus-stack":
+                        rendered += operator_pods(out)
                     r_cpu, r_mem = totals(rendered)
                     m_cpu, m_mem = totals(modelled(name, sv.merged(name, cloud, env)))
                     same = abs(r_cpu - m_cpu) < 1 and abs(r_mem - m_mem) < 1024
