@@ -244,9 +244,34 @@ if [[ $do_stacks == 1 && $monitoring == 1 ]]; then
     admin-user admin-password
 fi
 # The stacks' own Secrets: a values file that mounts one (envFrom secretRef, e.g. Loki's
-# object-storage keys on OKE) needs it in the stack's namespace.
+# object-storage keys on OKE; or a `secrets:` list, e.g. Alertmanager's receiver credentials)
+# needs it in the stack's namespace.
 stack_secret_refs() {
-  awk '/^[[:space:]]*#/ {next} /secretRef:/ {want=1; next} want && /name:/ {sub(/.*name:[[:space:]]*/, ""); sub(/[[:space:]]*(#.*)?$/, ""); print; want=0}' "$@"
+  awk '/^[[:space:]]*#/ {next}
+    list && /^[[:space:]]*- / {item=$0; sub(/^[[:space:]]*- [[:space:]]*/, "", item); sub(/[[:space:]]*(#.*)?$/, "", item); print item; next}
+    {list=0}
+    /secretRef:/ {want=1; next}
+    want && /name:/ {sub(/.*name:[[:space:]]*/, ""); sub(/[[:space:]]*(#.*)?$/, ""); print; want=0; next}
+    /^[[:space:]]*secrets:[[:space:]]*$/ {list=1}' "$@" | sort -u
+}
+# The keys a stack Secret must hold, and the command that makes it (values to replace).
+stack_secret_keys() {
+  case "$1" in
+    alertmanager-receivers) echo heartbeat-url pagerduty-routing-key slack-api-url ;;
+    loki-object-storage) echo AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY ;;
+  esac
+}
+stack_secret_hint() {
+  local ns="$1" name="$2" file="$3"
+  case "$name" in
+    alertmanager-receivers)
+      echo "$kctl -n $ns create secret generic $name --from-literal=heartbeat-url=https://HEARTBEAT/ping --from-literal=pagerduty-routing-key=KEY --from-literal=slack-api-url=https://hooks.slack.com/services/...$([[ $env == minikube ]] && echo '   (scripts/dev-secrets.sh makes placeholders)')"
+      ;;
+    loki-object-storage)
+      echo "$kctl -n $ns create secret generic $name --from-literal=AWS_ACCESS_KEY_ID=KEY_ID --from-literal=AWS_SECRET_ACCESS_KEY=SECRET   (an OCI Customer Secret Key: docs/deploy/oke.md)"
+      ;;
+    *) echo "$kctl -n $ns create secret generic $name --from-literal=... (the keys $file names)" ;;
+  esac
 }
 placeholders=0
 if [[ $do_stacks == 1 ]]; then
@@ -256,7 +281,9 @@ if [[ $do_stacks == 1 ]]; then
     mapfile -t files < <(k8s_stack_values "$root/deploy/stacks/$name" "$env" "$tier" | grep -v '^-f$')
     ((${#files[@]})) || continue
     while read -r ref; do
-      [[ -n $ref ]] && check_secret "$ns" "$ref" "$kctl -n $ns create secret generic $ref --from-literal=... (the keys deploy/stacks/$name/values-$env.yaml names)"
+      [[ -n $ref ]] || continue
+      read -ra ref_keys <<<"$(stack_secret_keys "$ref")"
+      check_secret "$ns" "$ref" "$(stack_secret_hint "$ns" "$ref" "deploy/stacks/$name/values*.yaml")" "${ref_keys[@]}"
     done < <(stack_secret_refs "${files[@]}")
     # Values the cloud's file leaves for you to fill in (<account>, <project>, ...): each
     # needs a --stack-set for this chart.

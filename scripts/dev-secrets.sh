@@ -3,6 +3,10 @@
 #   todo/todo-secrets         jwt-secret, postgres-password, database-url (the chart's in-cluster
 #                             PostgreSQL, todo-postgresql:5432, user and database todo)
 #   monitoring/grafana-admin  admin-user, admin-password (skipped with --no-monitoring)
+#   monitoring/alertmanager-receivers  heartbeat-url, pagerduty-routing-key, slack-api-url:
+#                             placeholders (URLs on localhost:9, where nothing listens, and a
+#                             dummy routing key), so Alertmanager starts; notifications fail
+#                             and are logged. Recreate it with real values to receive alerts.
 # A Secret that exists is kept, so a second run changes nothing (and the database password
 # stays the one PostgreSQL was initialised with). The values are never printed.
 #
@@ -79,4 +83,8 @@ ensure_secret "$namespace" todo-secrets \
   "--from-literal=database-url=postgres://todo:$pg_password@todo-postgresql:5432/todo"
 if [[ $monitoring == 1 ]]; then
   ensure_secret monitoring grafana-admin "--from-literal=admin-user=admin" "--from-literal=admin-password=$(gen)"
+  ensure_secret monitoring alertmanager-receivers \
+    "--from-literal=heartbeat-url=http://localhost:9/heartbeat" \
+    "--from-literal=pagerduty-routing-key=dev-placeholder" \
+    "--from-literal=slack-api-url=http://localhost:9/slack"
 fi

@@ -69,6 +69,8 @@ printf 'kind: GatewayClass\n' >"$root/deploy/stacks/envoy-gateway/gatewayclass.y
 # A value left to fill in (AKS), and a Secret a stack mounts (OKE), as the real files have.
 printf 'loki:\n  storage:\n    azure:\n      accountName: <account>   # yours\n' >"$root/deploy/stacks/loki/values-aks.yaml"
 printf 'singleBinary:\n  extraEnvFrom:\n    - secretRef:\n        name: loki-object-storage\n' >"$root/deploy/stacks/loki/values-oke.yaml"
+# Alertmanager's receiver credentials, a `secrets:` list in the stack's base file (every env).
+printf 'alertmanager:\n  alertmanagerSpec:\n    secrets:\n      - alertmanager-receivers   # mounted\n' >"$root/deploy/stacks/kube-prometheus-stack/values.yaml"
 
 # --- the fakes -------------------------------------------------------------------------------
 fakes="$work/bin"
@@ -102,7 +104,10 @@ elif [[ $args == *" get secret "* ]]; then
       exit 1
     fi
   done
-  printf "%s\n" jwt-secret database-url kafka-sasl-password webhook-secret postgres-password admin-user admin-password
+  for key in jwt-secret database-url kafka-sasl-password webhook-secret postgres-password admin-user admin-password \
+    heartbeat-url pagerduty-routing-key slack-api-url AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY; do
+    [[ " ${FAKE_ABSENT_KEYS:-} " == *" $key "* ]] || printf '%s\n' "$key"
+  done
 fi
 exit 0
 EOF
@@ -156,6 +161,7 @@ for env in minikube oke aks gke; do
     [[ $env == oke ]] && expect_in "$label: loki's Secret on oke" "+ kubectl -n monitoring get secret loki-object-storage" "$out"
     expect_in "$label: app secret check" "+ kubectl -n todo get secret todo-secrets" "$out"
     expect_in "$label: grafana secret check" "+ kubectl -n monitoring get secret grafana-admin" "$out"
+    expect_in "$label: alertmanager secret check" "+ kubectl -n monitoring get secret alertmanager-receivers" "$out"
     expect_in "$label: says dry run" "dry run: nothing is run" "$err"
   done
 done
@@ -255,6 +261,22 @@ expect_not_in "stack Secret: only where a file mounts it" "loki-object-storage" 
 FAKE_MISSING_SECRETS=loki-object-storage deploy oke
 expect_eq "stack Secret missing: exit" 1 "$rc"
 expect_in "stack Secret missing: named" "Secret monitoring/loki-object-storage does not exist" "$err"
+FAKE_MISSING_SECRETS=alertmanager-receivers deploy gke
+expect_eq "alertmanager Secret missing: exit" 1 "$rc"
+expect_in "alertmanager Secret missing: named" "Secret monitoring/alertmanager-receivers does not exist" "$err"
+expect_in "alertmanager Secret missing: the command" "kubectl -n monitoring create secret generic alertmanager-receivers --from-literal=heartbeat-url=https://HEARTBEAT/ping --from-literal=pagerduty-routing-key=KEY --from-literal=slack-api-url=" "$err"
+expect_not_in "alertmanager Secret missing: no release" "helm upgrade" "$(cat "$calls")"
+FAKE_MISSING_SECRETS=alertmanager-receivers deploy minikube
+expect_in "alertmanager Secret missing on minikube: dev-secrets.sh named" "scripts/dev-secrets.sh makes placeholders" "$err"
+FAKE_ABSENT_KEYS=slack-api-url deploy aks --stack-set 'loki:loki.storage.azure.accountName=todologs'
+expect_eq "alertmanager Secret without a key: exit" 1 "$rc"
+expect_in "alertmanager Secret without a key: named" "Secret monitoring/alertmanager-receivers lacks the keys: slack-api-url" "$err"
+FAKE_ABSENT_KEYS=AWS_SECRET_ACCESS_KEY deploy oke
+expect_eq "loki Secret without a key: exit" 1 "$rc"
+expect_in "loki Secret without a key: named" "Secret monitoring/loki-object-storage lacks the keys: AWS_SECRET_ACCESS_KEY" "$err"
+expect_in "loki Secret without a key: the command" "create secret generic loki-object-storage --from-literal=AWS_ACCESS_KEY_ID=KEY_ID --from-literal=AWS_SECRET_ACCESS_KEY=SECRET" "$err"
+deploy minikube --dry-run --no-monitoring
+expect_not_in "no-monitoring: no alertmanager secret" "alertmanager-receivers" "$out"
 usage_case "--stack-set unknown stack" "unknown stack 'grafana'" aks --dry-run --stack-set grafana:a=b
 usage_case "--stack-set without =" "--stack-set needs CHART:KEY=VALUE" aks --dry-run --stack-set loki:a
 
@@ -280,6 +302,7 @@ expected_order=(
   "kubectl apply -f -"
   "kubectl -n todo get secret todo-secrets -o"
   "kubectl -n monitoring get secret grafana-admin -o"
+  "kubectl -n monitoring get secret alertmanager-receivers -o"
   "kubectl -n monitoring get secret loki-object-storage -o"
   "helm template eg-crds oci://docker.io/envoyproxy/gateway-crds-helm"
   "kubectl apply --server-side --force-conflicts -f -"
@@ -420,6 +443,13 @@ expect_in "dev-secrets: database-url uses the same password" "--from-literal=dat
 : >"$calls"
 FAKE_MISSING_SECRETS="todo-secrets grafana-admin" "$root/scripts/dev-secrets.sh" --context minikube >/dev/null 2>&1
 expect_not_in "dev-secrets second run: existing Secrets kept" "create secret" "$(cat "$calls")"
+: >"$calls"
+rm -f "$calls.created"
+out="$(FAKE_MISSING_SECRETS="alertmanager-receivers" "$root/scripts/dev-secrets.sh" --context minikube 2>&1)"
+expect_in "dev-secrets: alertmanager placeholders" "kubectl --context minikube -n monitoring create secret generic alertmanager-receivers --from-literal=heartbeat-url=http://localhost:9/heartbeat --from-literal=pagerduty-routing-key=dev-placeholder --from-literal=slack-api-url=http://localhost:9/slack" "$(cat "$calls")"
+: >"$calls"
+FAKE_MISSING_SECRETS="alertmanager-receivers grafana-admin" "$root/scripts/dev-secrets.sh" --context kind-todo --no-monitoring >/dev/null 2>&1
+expect_not_in "dev-secrets --no-monitoring: no monitoring Secrets" "-n monitoring" "$(cat "$calls")"
 
 # --- smoke-k8s.sh against fakes (kubectl run mints the token; curl answers as the API) -------
 smoke_bin="$work/smoke-bin"
@@ -486,6 +516,26 @@ if [[ -f $repo/deploy/stacks/versions.env && -d $repo/charts/todo ]]; then
       done
     done
   done
+  # Every Secret the repository's stack values files reference is checked by deploy.sh for the
+  # envs whose files reference it, with the keys the files read.
+  if [[ -d $repo/deploy/stacks/kube-prometheus-stack ]]; then
+    out="$("$repo/scripts/deploy.sh" minikube --dry-run 2>&1)"
+    expect_in "repository: alertmanager-receivers checked" "get secret alertmanager-receivers" "$out"
+    mapfile -t am_keys < <(grep -rhoE '/etc/alertmanager/secrets/alertmanager-receivers/[A-Za-z0-9_-]+' "$repo/deploy/stacks/kube-prometheus-stack" | sed 's#.*/##' | sort -u)
+    for k in "${am_keys[@]}"; do
+      expect_in "repository: alertmanager-receivers key $k in deploy.sh" "--from-literal=$k=" "$(cat "$repo/scripts/deploy.sh")"
+      expect_in "repository: alertmanager-receivers key $k made by dev-secrets.sh" "--from-literal=$k=" "$(cat "$repo/scripts/dev-secrets.sh")"
+    done
+    if ((${#am_keys[@]} >= 3)); then pass; else fail "repository: found only ${#am_keys[@]} alertmanager-receivers keys"; fi
+  fi
+  for env in minikube oke aks gke; do
+    out="$("$repo/scripts/deploy.sh" "$env" --dry-run --tier prod 2>&1)"
+    while read -r ref; do
+      [[ -n $ref ]] && expect_in "repository $env: stack Secret $ref checked" "get secret $ref " "$out"
+    done < <(grep -lE 'secretRef:|^[[:space:]]*secrets:' "$repo"/deploy/stacks/*/values.yaml "$repo"/deploy/stacks/*/values-"$env".yaml "$repo"/deploy/stacks/*/values-prod.yaml 2>/dev/null |
+      xargs -r awk '/^[[:space:]]*#/ {next} list && /^[[:space:]]*- / {sub(/^[[:space:]]*- */, ""); sub(/[[:space:]]*(#.*)?$/, ""); print; next} {list=0} /secretRef:/ {w=1; next} w && /name:/ {sub(/.*name:[[:space:]]*/, ""); sub(/[[:space:]]*(#.*)?$/, ""); print; w=0; next} /^[[:space:]]*secrets:[[:space:]]*$/ {list=1}')
+  done
+  [[ -d $repo/deploy/stacks/loki ]] && expect_in "repository oke: loki-object-storage checked" "get secret loki-object-storage" "$("$repo/scripts/deploy.sh" oke --dry-run 2>&1)"
 else
   echo "repository has no deploy/stacks/versions.env or charts/todo yet: fixture cases only"
 fi
