@@ -14,6 +14,9 @@
 #      (good.yaml must pass; every other fixture must fail the rule its first line names)
 #   6. negative cases: values that helm lint / helm template must refuse
 #   7. yamllint of the values files
+#   8. the guides' Secrets: every key of todo-secrets the chart's pods read, rendered as
+#      scripts/deploy.sh installs each env, is created by that env's guide
+#      (charts/check/check-guides.py), and its fixtures under charts/check/fixtures/guides fail
 # Installs helm, kubectl and the lint venv with scripts/install-k8s-tools.sh, and promtool
 # (Debian package prometheus) when missing. ../shared is the repo's sibling (SHARED_DIR overrides).
 set -euo pipefail
@@ -249,6 +252,22 @@ rules:
   braces: {max-spaces-inside: 1}
 EOF
 run .tools/lint/bin/yamllint -s -c "$WORK/yamllint.yml" "$CHART"/values*.yaml "$CHECK"/values-secrets.yaml || failed "yamllint"
+
+step "8. the guides' kubectl create secret generic todo-secrets hold every key the chart reads"
+run "$PY" "$CHECK/check-guides.py" --helm "$HELM" || failed "a guide's Secret lacks a key the chart needs"
+for fixture in "$CHECK"/fixtures/guides/*.md; do
+  base="${fixture##*/}"
+  want=$(sed -n '1s/.*(must fail: \([a-z-]*\)).*/\1/p' "$fixture")
+  printf '+ python %s --env %s --guide %s   (must fail: %s)\n' "$CHECK/check-guides.py" "${base%%-*}" "$fixture" "$want"
+  if "$PY" "$CHECK/check-guides.py" --helm "$HELM" --env "${base%%-*}" --guide "$fixture" >"$WORK/guide.out" 2>&1; then
+    failed "fixture $fixture passed check-guides.py"
+  elif ! grep -q "needs key '$want'" "$WORK/guide.out"; then
+    cat "$WORK/guide.out"
+    failed "fixture $fixture did not fail on key $want"
+  else
+    grep -m1 FAIL "$WORK/guide.out" | sed 's/^/  refused: /'
+  fi
+done
 
 if ((failures > 0)); then
   printf '\ncharts/check: %d check(s) FAILED\n' "$failures"
