@@ -32,6 +32,8 @@ ROOT = pathlib.Path(__file__).resolve().parents[2]
 CHART = ROOT / "charts/todo"
 SECRET = "todo-secrets"
 GUIDES = {"minikube": "minikube.md", "oke": "oke.md", "aks": "aks.md", "gke": "gke.md"}
+# Shell variables of the guides whose value the chart's schema checks: an example value.
+EXAMPLES = {"INSTANCE": "my-project:us-central1:todo-pg"}
 
 
 def code_text(md):
@@ -62,8 +64,9 @@ def created_keys(md, cmds):
 
 
 def guide_sets(env, cmds):
-    """The --set arguments of the guide's deploy.sh commands for ENV, and whether it offers --dapr."""
-    sets, dapr = [], False
+    """The --set arguments of each of the guide's deploy.sh commands for ENV (one list per
+    command that has any), and whether the guide offers --dapr."""
+    variants, dapr = [], False
     for c in cmds:
         if not re.search(r"scripts/deploy\.sh %s\b" % env, c):
             continue
@@ -71,13 +74,16 @@ def guide_sets(env, cmds):
             words = shlex.split(c, comments=True)
         except ValueError:
             words = c.split()
+        sets = []
         for i, w in enumerate(words):
             if w == "--set" and i + 1 < len(words):
-                sets.append(words[i + 1])
+                sets.append(re.sub(r"\$\{?([A-Z_]+)\}?", lambda m: EXAMPLES.get(m.group(1), m.group(0)), words[i + 1]))
             elif w == "--dapr":
                 dapr = True
+        if sets and sets not in variants:
+            variants.append(sets)
     dapr = dapr or any("--dapr" in c for c in cmds)
-    return sets, dapr
+    return variants, dapr
 
 
 def render(helm, env, tier, extra):
@@ -149,7 +155,7 @@ def check(helm, env, guide):
     cmds = code_text(md)
     have = created_keys(md, cmds)
     sets, dapr = guide_sets(env, cmds)
-    variants = [[], sets] if sets else [[]]
+    variants = [[]] + sets
     if dapr:
         variants += [v + ["bus=dapr", "dapr.enabled=true"] for v in list(variants)]
     need = {}
