@@ -104,11 +104,20 @@ OVERRIDES = {
                               "items": {"enum": ["pre-install", "post-install", "pre-upgrade", "post-upgrade"]}},
     "migrations.resources": RESOURCES,
     "postgresql.resources": RESOURCES,
+    "serviceAccount.annotations": {"type": "object", "additionalProperties": STR},
+    "migrations.serviceAccountAnnotations": {"type": "object", "additionalProperties": STR},
+    "cloudSqlProxy.image.tag": {"type": "string", "minLength": 1, "not": {"const": "latest"}},
+    "cloudSqlProxy.instanceConnectionName": {"type": "string", "pattern": "^$|^[a-z0-9.:-]+:[a-z0-9-]+:[a-z0-9-]+$"},
+    "cloudSqlProxy.port": PORT,
+    "cloudSqlProxy.healthPort": PORT,
+    "cloudSqlProxy.extraArgs": {"type": "array", "items": {"type": "string", "pattern": "^--"}},
+    "cloudSqlProxy.resources": RESOURCES,
     "redpanda.resources": RESOURCES,
 }
 for s in SERVICES:
     OVERRIDES[f"services.{s}.resources"] = RESOURCES
     OVERRIDES[f"services.{s}.env"] = MAP_STR
+    OVERRIDES[f"services.{s}.serviceAccountAnnotations"] = {"type": "object", "additionalProperties": STR}
     OVERRIDES[f"services.{s}.replicas"] = {"type": "integer", "minimum": 0}
 for s in ("api", "sync"):
     OVERRIDES[f"autoscaling.{s}.minReplicas"] = {"type": "integer", "minimum": 1}

@@ -4,8 +4,8 @@
 #      docs/deploy/chart.md names every key of values.yaml (charts/check/doc-keys.py)
 #   2. helm lint --strict of every env file x overlay (x bus kafka/dapr)
 #   3. helm template of every env (minikube, oke, aks, gke) x overlay (dev, prod) x bus
-#      (kafka, dapr), and an Ingress variant per env; each output validated with
-#      ../shared/schemas/validate.py --fail-unknown for Kubernetes 1.30 and 1.35
+#      (kafka, dapr), an Ingress variant per env and GKE with the Cloud SQL Auth Proxy; each
+#      output validated with ../shared/schemas/validate.py --fail-unknown for Kubernetes 1.30 and 1.35
 #   4. the rendered PrometheusRule: equal to observability/prometheus/rules.yml, promtool check
 #      rules, and promtool test rules with observability/prometheus/rules.test.yml against it;
 #      the ServiceMonitor's job names match the rules' job=~"todo|todo-.+"; the dashboard
@@ -83,6 +83,7 @@ variants() {
       printf '%s\t%s\n' "$env-$overlay-kafka" "$base"
       printf '%s\t%s\n' "$env-$overlay-dapr" "$base --set bus=dapr --set dapr.enabled=true"
     done
+    [[ $env == gke ]] && printf '%s\t%s\n' "$env-prod-cloudsqlproxy" "-f $CHART/values-$env.yaml -f $CHART/values-prod.yaml -f $CHECK/values-secrets.yaml --set cloudSqlProxy.enabled=true --set cloudSqlProxy.instanceConnectionName=my-project:europe-west1:todo-pg --set cloudSqlProxy.autoIamAuthn=true --set serviceAccount.annotations.iam\.gke\.io/gcp-service-account=todo-app@my-project.iam.gserviceaccount.com"
     printf '%s\t%s\n' "$env-prod-ingress" "-f $CHART/values-$env.yaml -f $CHART/values-prod.yaml -f $CHECK/values-secrets.yaml --set gateway.enabled=false --set ingress.enabled=true --set ingress.host=todo.example.com --set ingress.tls.secretName=todo-tls"
   done
 }
@@ -100,10 +101,11 @@ done < <(variants | grep -v -- '-ingress')
 
 step "3. helm template every variant; validate for Kubernetes 1.30 and 1.35 (--fail-unknown)"
 mkdir -p "$WORK/rendered"
-declare -A per_env=()
+declare -A per_env=() variants_of=()
 while IFS=$'\t' read -r name args; do
   read -ra a <<<"$args"
   out="$WORK/rendered/$name.yaml"
+  variants_of[${name%%-*}]=$((${variants_of[${name%%-*}]:-0} + 1))
   printf '+ helm template todo %s -n todo %s > %s\n' "$CHART" "$args" "$name.yaml"
   if ! helm_q template todo "$CHART" -n todo "${a[@]}" >"$out"; then
     failed "helm template $name"
@@ -123,7 +125,7 @@ while IFS=$'\t' read -r name args; do
   done
 done < <(variants)
 for env in "${ENVS[@]}"; do
-  echo "  $env: ${per_env[$env]:-0} documents validated (5 variants x 2 Kubernetes versions)"
+  echo "  $env: ${per_env[$env]:-0} documents validated (${variants_of[$env]:-0} variants x 2 Kubernetes versions)"
 done
 
 step "4. monitoring objects: the rules, job names, dashboards, helm package"
@@ -217,6 +219,8 @@ negatives=(
   "missing secret value: kafkaSaslPassword with sasl_ssl|--set|secrets.values.kafkaSaslPassword=,kafka.brokers=b:9093,kafka.securityProtocol=sasl_ssl,kafka.saslMechanism=PLAIN,kafka.saslUsername=u"
   "short JWT secret|--set|secrets.values.jwtSecret=short"
   "bus dapr without dapr.enabled|--set|bus=dapr"
+  "cloudSqlProxy without an instance|--set|cloudSqlProxy.enabled=true,postgresql.enabled=false"
+  "cloudSqlProxy.instanceConnectionName not PROJECT:REGION:INSTANCE|--set|cloudSqlProxy.instanceConnectionName=todo-pg"
 )
 for case in "${negatives[@]}"; do
   IFS='|' read -r what flag setting <<<"$case"

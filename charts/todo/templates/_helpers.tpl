@@ -192,3 +192,80 @@ replicas would share one app id (one consumer group) and split the events. */}}
 {{- define "todo.dnsEgress" -}}
 {{- include "todo.egressRule" (dict "peer" .Values.networkPolicy.dns "protocols" (list "UDP" "TCP")) }}
 {{- end -}}
+
+{{/* A ServiceAccount's annotations: serviceAccount.annotations, then the component's own
+(dict "root" $ "own" $ownMap); "" when none. */}}
+{{- define "todo.serviceAccountAnnotations" -}}
+{{- $all := merge (deepCopy (.own | default dict)) (.root.Values.serviceAccount.annotations | default dict) -}}
+{{- if $all }}{{ toYaml $all }}{{ end -}}
+{{- end -}}
+
+{{/* The Cloud SQL Auth Proxy as a native sidecar: an initContainers item (restartPolicy
+Always), so it is ready before the app starts and stops after the app has exited. */}}
+{{- define "todo.cloudSqlProxy" -}}
+{{- $p := .Values.cloudSqlProxy -}}
+- name: cloud-sql-proxy
+  image: {{ printf "%s:%s" $p.image.repository $p.image.tag | quote }}
+  imagePullPolicy: IfNotPresent
+  restartPolicy: Always
+  args:
+    - --port={{ $p.port }}
+    - --address=127.0.0.1
+    {{- if $p.privateIp }}
+    - --private-ip
+    {{- end }}
+    {{- if $p.autoIamAuthn }}
+    - --auto-iam-authn
+    {{- end }}
+    - --structured-logs
+    - --exit-zero-on-sigterm
+    - --health-check
+    - --http-address=0.0.0.0
+    - --http-port={{ $p.healthPort }}
+    {{- range $p.extraArgs }}
+    - {{ . | quote }}
+    {{- end }}
+    - {{ $p.instanceConnectionName | quote }}
+  ports:
+    - name: sql-proxy-http
+      containerPort: {{ $p.healthPort }}
+      protocol: TCP
+  startupProbe:
+    httpGet:
+      path: /startup
+      port: sql-proxy-http
+    periodSeconds: 1
+    timeoutSeconds: 5
+    failureThreshold: 60
+  livenessProbe:
+    httpGet:
+      path: /liveness
+      port: sql-proxy-http
+    periodSeconds: 10
+    timeoutSeconds: 5
+    failureThreshold: 3
+  readinessProbe:
+    httpGet:
+      path: /readiness
+      port: sql-proxy-http
+    periodSeconds: 10
+    timeoutSeconds: 5
+    failureThreshold: 3
+  resources:
+    {{- toYaml $p.resources | nindent 4 }}
+  securityContext:
+    {{- include "todo.containerSecurityContext" dict | nindent 4 }}
+{{- end -}}
+
+{{/* Egress of a pod running the Cloud SQL Auth Proxy: the instance (3307), the Admin API and
+token endpoint (443), GKE's metadata server (Workload Identity). "" when the proxy is off. */}}
+{{- define "todo.cloudSqlProxyEgress" -}}
+{{- if .Values.cloudSqlProxy.enabled -}}
+{{- $np := .Values.networkPolicy -}}
+{{- range $peer := list $np.cloudSql $np.googleApis $np.gkeMetadata }}
+{{- with include "todo.egressRule" (dict "peer" $peer) }}
+{{ . }}
+{{- end }}
+{{- end }}
+{{- end -}}
+{{- end -}}

@@ -102,6 +102,10 @@ spec:
       affinity:
         {{- toYaml . | nindent 8 }}
       {{- end }}
+      {{- if $v.cloudSqlProxy.enabled }}
+      initContainers:
+        {{- include "todo.cloudSqlProxy" $root | nindent 8 }}
+      {{- end }}
       containers:
         - name: {{ $name }}
           image: {{ include "todo.image" $root | quote }}
@@ -266,6 +270,10 @@ metadata:
   name: {{ include "todo.componentName" $ctx }}
   labels:
     {{- include "todo.labels" $ctx | nindent 4 }}
+  {{- with include "todo.serviceAccountAnnotations" (dict "root" .root "own" (index .root.Values.services .component).serviceAccountAnnotations) }}
+  annotations:
+    {{- . | nindent 4 }}
+  {{- end }}
 automountServiceAccountToken: false
 {{- end -}}
 
