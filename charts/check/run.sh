@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Offline checks of charts/todo, printing each step as it runs; exits non-zero on any failure:
 #   1. values.schema.json is what charts/check/gen-schema.py makes of values.yaml (drift), and
-#      docs/deploy/chart.md names every key of values.yaml (charts/check/doc-keys.py)
+#      docs/deploy/chart.md names every key of values.yaml (charts/check/doc-keys.py), and every
+#      --set KEY of scripts/, docs/deploy/ and .github/workflows/ is one (charts/check/set-keys.py)
 #   2. helm lint --strict of every env file x overlay (x bus kafka/dapr)
 #   3. helm template of every env (minikube, oke, aks, gke) x overlay (dev, prod) x bus
 #      (kafka, dapr), an Ingress variant per env and GKE with the Cloud SQL Auth Proxy; each
@@ -73,6 +74,17 @@ run promtool --version 2>&1 | sed -n 1p
 step "1. values.schema.json matches values.yaml; docs/deploy/chart.md names every key"
 run "$PY" "$CHECK/gen-schema.py" --check || failed "schema drift"
 run "$PY" "$CHECK/doc-keys.py" || failed "values keys missing from docs/deploy/chart.md"
+# Every --set KEY= of scripts/, docs/deploy/ and the workflows is a key of values.yaml.
+run "$PY" "$CHECK/set-keys.py" || failed "a --set key unknown to the chart"
+printf '+ python %s %s   (must fail)\n' "$CHECK/set-keys.py" "$CHECK/fixtures/set-keys/unknown-key.md"
+if "$PY" "$CHECK/set-keys.py" "$CHECK/fixtures/set-keys/unknown-key.md" >"$WORK/setkeys.out" 2>&1; then
+  failed "set-keys.py accepted $CHECK/fixtures/set-keys/unknown-key.md"
+elif grep -q -- '--set kafka.broker:' "$WORK/setkeys.out" && [[ $(grep -c FAILED "$WORK/setkeys.out") == 1 ]]; then
+  sed -n 1p "$WORK/setkeys.out"
+else
+  cat "$WORK/setkeys.out"
+  failed "set-keys.py fixture: expected exactly kafka.broker refused"
+fi
 
 # The variants: name and helm arguments, one a line.
 variants() {
