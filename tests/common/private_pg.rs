@@ -12,6 +12,10 @@ pub struct PrivatePostgres {
     port: u16,
     data: PathBuf,
     log: PathBuf,
+    /// `-c name=value` settings added at start (TLS).
+    settings: Vec<String>,
+    /// The CA that signed the server's certificate, when it has TLS.
+    ca: Option<PathBuf>,
     _dir: tempfile::TempDir,
 }
 
@@ -81,12 +85,30 @@ fn free_port() -> u16 {
 impl PrivatePostgres {
     /// `initdb` a fresh cluster and start it; returns once it accepts connections.
     pub async fn start() -> PrivatePostgres {
-        tokio::task::spawn_blocking(Self::start_blocking)
+        tokio::task::spawn_blocking(|| Self::start_blocking(false))
             .await
             .expect("start PostgreSQL")
     }
 
-    fn start_blocking() -> PrivatePostgres {
+    /// [`PrivatePostgres::start`] with TLS on: a certificate for the name `localhost` only
+    /// (no IP address), signed by a CA of its own ([`PrivatePostgres::ca_file`]).
+    pub async fn start_with_tls() -> PrivatePostgres {
+        tokio::task::spawn_blocking(|| Self::start_blocking(true))
+            .await
+            .expect("start PostgreSQL")
+    }
+
+    /// The PEM file of the CA that signed the server's certificate.
+    pub fn ca_file(&self) -> &Path {
+        self.ca.as_deref().expect("started with TLS")
+    }
+
+    /// `postgres://postgres@localhost:<port>/postgres`: the name the certificate holds.
+    pub fn url_by_name(&self) -> String {
+        format!("postgres://postgres@localhost:{}/postgres", self.port)
+    }
+
+    fn start_blocking(tls: bool) -> PrivatePostgres {
         use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().expect("temp dir");
         let root = dir.path().join("pg");
@@ -108,10 +130,18 @@ impl PrivatePostgres {
             ),
             "initdb",
         );
+        let (settings, ca) = if tls {
+            let (settings, ca) = certificates(&root);
+            (settings, Some(ca))
+        } else {
+            (Vec::new(), None)
+        };
         let server = PrivatePostgres {
             port: free_port(),
             data,
             log,
+            settings,
+            ca,
             _dir: dir,
         };
         server.pg_ctl_start();
@@ -154,11 +184,15 @@ impl PrivatePostgres {
 
     fn start_command(&self) -> Command {
         let socket_dir = self.data.parent().expect("cluster dir");
-        let options = format!(
+        let mut options = format!(
             "-p {} -k {} -c listen_addresses=127.0.0.1",
             self.port,
             socket_dir.display()
         );
+        for setting in &self.settings {
+            options.push_str(" -c ");
+            options.push_str(setting);
+        }
         let log = self.log.to_str().expect("utf-8 path").to_owned();
         let mut command = self.pg_ctl(&["-l", &log, "-w", "-t", "60", "-o", &options, "start"]);
         command.stdin(std::process::Stdio::null());
@@ -168,6 +202,72 @@ impl PrivatePostgres {
     fn pg_ctl_start(&self) {
         run(self.start_command(), "pg_ctl start");
     }
+}
+
+/// A CA and a server certificate for `localhost` signed by it (ECDSA P-256, two days), in
+/// `dir`; the key readable by the server only. Returns the TLS settings and the CA file.
+fn certificates(dir: &Path) -> (Vec<String>, PathBuf) {
+    let openssl = |args: &[&str]| {
+        let mut command = Command::new("openssl");
+        command.current_dir(dir).args(args);
+        run(command, &format!("openssl {}", args[0]));
+    };
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+    ];
+    let mut ca = vec!["req", "-x509", "-days", "2", "-subj", "/CN=todo test CA"];
+    ca.extend(ec);
+    ca.extend(["-keyout", "ca.key", "-out", "ca.pem"]);
+    ca.extend(["-addext", "basicConstraints=critical,CA:TRUE"]);
+    ca.extend(["-addext", "keyUsage=critical,keyCertSign,cRLSign"]);
+    openssl(&ca);
+    let mut csr = vec!["req", "-subj", "/CN=localhost"];
+    csr.extend(ec);
+    csr.extend(["-keyout", "server.key", "-out", "server.csr"]);
+    openssl(&csr);
+    std::fs::write(
+        dir.join("server.ext"),
+        "subjectAltName=DNS:localhost\nbasicConstraints=CA:FALSE\n\
+         keyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-extfile",
+        "server.ext",
+        "-out",
+        "server.pem",
+    ]);
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let key = dir.join("server.key");
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+        if is_root() {
+            let mut chown = Command::new("chown");
+            chown.arg("postgres").arg(&key).arg(dir.join("server.pem"));
+            run(chown, "chown postgres");
+        }
+    }
+    let settings = vec![
+        "ssl=on".to_owned(),
+        format!("ssl_cert_file={}", dir.join("server.pem").display()),
+        format!("ssl_key_file={}", dir.join("server.key").display()),
+    ];
+    (settings, dir.join("ca.pem"))
 }
 
 impl Drop for PrivatePostgres {

@@ -290,12 +290,13 @@ async fn an_unreachable_server_is_unavailable() {
         .await
         .expect_err("nothing listens on port 1");
     assert!(err.is_unavailable(), "got {err:?}");
-    // Connections are plain TCP: a URL that requires TLS is refused, not downgraded.
+    // A certificate no trusted root signed (the machine's server has a self-signed one,
+    // or no TLS at all) is refused by verify-full, never downgraded to plain TCP.
     let schema = support::Schema::create().await;
-    let tls = format!("{}&sslmode=require", schema.url());
+    let tls = format!("{}&sslmode=verify-full", schema.url());
     assert!(
         PostgresStore::connect(&tls).await.is_err(),
-        "sslmode=require must fail"
+        "sslmode=verify-full must fail without a trusted certificate"
     );
     let err = todo_store::connect("mysql://db/todo")
         .await

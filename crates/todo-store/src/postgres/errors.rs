@@ -28,10 +28,26 @@ pub(super) fn db(e: tokio_postgres::Error) -> StoreError {
     }
     let io = std::error::Error::source(&e).is_some_and(|s| s.is::<std::io::Error>());
     if e.is_closed() || io {
-        StoreError::Unavailable(e.to_string())
+        StoreError::Unavailable(with_causes(&e))
     } else {
-        StoreError::Failed(e.to_string())
+        StoreError::Failed(with_causes(&e))
     }
+}
+
+/// The error and its causes: the driver's own text is generic ("error performing TLS
+/// handshake"), the reason (`invalid peer certificate: UnknownIssuer`) is in its source.
+fn with_causes(e: &tokio_postgres::Error) -> String {
+    let mut message = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if !message.contains(&text) {
+            message.push_str(": ");
+            message.push_str(&text);
+        }
+        source = cause.source();
+    }
+    message
 }
 
 impl From<tokio_postgres::Error> for StoreError {

@@ -5,16 +5,13 @@
 //! separately.
 
 use tokio::sync::oneshot;
-use tokio_postgres::NoTls;
 
+use super::tls::Connector;
 use crate::{Leadership, Result};
 
 /// Takes the lead `name` on the database `config` names, if free.
-pub(super) async fn try_lead(
-    config: &tokio_postgres::Config,
-    name: &str,
-) -> Result<Option<Leadership>> {
-    let (client, connection) = config.connect(NoTls).await?;
+pub(super) async fn try_lead(config: &Connector, name: &str) -> Result<Option<Leadership>> {
+    let (client, connection) = config.connect().await?;
     let (lost_tx, lost_rx) = oneshot::channel();
     tokio::spawn(async move {
         if let Err(e) = connection.await {

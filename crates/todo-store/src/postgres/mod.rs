@@ -15,6 +15,7 @@ mod notify;
 mod reminders;
 mod rows;
 mod tasks;
+mod tls;
 
 #[cfg(test)]
 mod tests;
@@ -27,7 +28,6 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use todo_domain::reminder::Notification;
 use todo_domain::time::Timestamp;
 use todo_domain::{AuditEntry, CloudEvent, Reminder, ReminderPlan, Task, TaskQuery, Topic};
-use tokio_postgres::NoTls;
 use tokio_postgres::types::ToSql;
 use uuid::Uuid;
 
@@ -55,7 +55,7 @@ pub struct PostgresStore {
     /// Tells other processes, and hears from them, that events were appended.
     cross: Arc<notify::CrossProcess>,
     /// For connections outside the pool (leads).
-    config: tokio_postgres::Config,
+    config: tls::Connector,
 }
 
 impl std::fmt::Debug for PostgresStore {
@@ -104,20 +104,17 @@ impl PostgresStore {
 
     /// [`PostgresStore::connect`] with a pool of `size` connections.
     pub async fn connect_with_pool_size(url: &str, size: usize) -> Result<Self> {
-        let mut config: tokio_postgres::Config = url.parse().map_err(|e| {
-            StoreError::Unsupported(format!("DATABASE_URL is not a valid PostgreSQL URL: {e}"))
-        })?;
+        let mut connector = tls::Connector::from_url(url)?;
+        let config = &mut connector.config;
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(CONNECT_TIMEOUT);
         }
         if config.get_application_name().is_none() {
             config.application_name("todo");
         }
-        let listen_config = config.clone();
-        let lead_config = config.clone();
         let manager = Manager::from_config(
-            config,
-            NoTls,
+            connector.config.clone(),
+            connector.tls.clone(),
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
             },
@@ -141,7 +138,7 @@ impl PostgresStore {
         };
         let appended = Arc::new(tokio::sync::watch::channel(0u64).0);
         let cross = notify::CrossProcess::start(
-            listen_config,
+            connector.clone(),
             pool.clone(),
             schema,
             Uuid::new_v4().simple().to_string(),
@@ -151,7 +148,7 @@ impl PostgresStore {
             pool,
             appended,
             cross: Arc::new(cross),
-            config: lead_config,
+            config: connector,
         })
     }
 

@@ -16,7 +16,9 @@ use std::time::Duration;
 use deadpool_postgres::Pool;
 use tokio::sync::{Notify, mpsc, watch};
 use tokio::task::JoinHandle;
-use tokio_postgres::{AsyncMessage, NoTls};
+use tokio_postgres::AsyncMessage;
+
+use super::tls::Connector;
 
 /// The channel.
 pub(super) const CHANNEL: &str = "todo_outbox";
@@ -45,7 +47,7 @@ impl CrossProcess {
     /// Starts both tasks. `schema` is the store's schema, `token` tells this store's
     /// notifications from others', `appended` is the signal to bump.
     pub(super) fn start(
-        config: tokio_postgres::Config,
+        config: Connector,
         pool: Pool,
         schema: String,
         token: String,
@@ -93,7 +95,7 @@ pub(super) fn wakes(payload: &str, schema: &str, token: &str) -> bool {
 }
 
 async fn listener(
-    config: tokio_postgres::Config,
+    config: Connector,
     schema: String,
     token: String,
     appended: Arc<watch::Sender<u64>>,
@@ -113,12 +115,12 @@ async fn listener(
 
 /// Listens on one connection until it ends.
 async fn listen(
-    config: &tokio_postgres::Config,
+    config: &Connector,
     schema: &str,
     token: &str,
     appended: &watch::Sender<u64>,
 ) -> Result<(), tokio_postgres::Error> {
-    let (client, mut connection) = config.connect(NoTls).await?;
+    let (client, mut connection) = config.connect().await?;
     let (tx, mut notifications) = mpsc::unbounded_channel();
     // The connection is driven by its own task, which hands notifications over and ends
     // with the connection.
