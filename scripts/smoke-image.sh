@@ -1,0 +1,255 @@
+#!/usr/bin/env bash
+# Smoke test of a built image (scripts/build-image.sh), run with podman as production runs it:
+# read-only root filesystem, no capabilities, user 65532, no-new-privileges.
+#
+#   scripts/smoke-image.sh IMAGE          e.g. scripts/smoke-image.sh localhost/todo:dev
+#
+# Checks: the OCI labels and the image config (user, entrypoint, cmd, env, port); the files
+# in the image (no shell, the CA bundle); `/bin/sh` cannot be run; `todo token`; the
+# embedded SQLite mode on a volume at /data (healthz, readyz, a task created and read back)
+# and its refusal to start without a writable /data; PostgreSQL (the machine's, at
+# 127.0.0.1:5432, database `test`, trust auth; a schema of its own, dropped at the end)
+# reached through a name from /etc/hosts (`--add-host`), with the same round trip and the
+# process's uid checked; and, when port 53 on 127.0.0.1 is free and dnsmasq is installed, a
+# name served by a real DNS server (dnsmasq, through the container's resolv.conf) for
+# `todo migrate`. Everything started is removed on exit.
+set -euo pipefail
+
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+image="${1:?usage: $0 IMAGE}"
+pg_host_port="${TODO_SMOKE_PG:-127.0.0.1:5432}"
+pg_db="${TODO_SMOKE_PG_DB:-test}"
+ready_timeout="${TODO_SMOKE_READY_TIMEOUT:-30}"
+
+say() { printf 'smoke-image: %s\n' "$*"; }
+fail() {
+  say "FAIL: $*" >&2
+  exit 1
+}
+ok() { say "ok: $*"; }
+
+# shellcheck source=scripts/lib/ports.sh
+source "$root/scripts/lib/ports.sh"
+
+export CONTAINERS_CONF="${CONTAINERS_CONF:-$root/.tools/containers.conf}"
+[[ -f $CONTAINERS_CONF ]] || fail "$CONTAINERS_CONF is missing: run scripts/build-image.sh first"
+podman_=(podman --storage-driver vfs)
+pm() { "${podman_[@]}" "$@"; }
+pm image exists "$image" || fail "no image $image in podman's (vfs) storage"
+
+work="$(mktemp -d)"
+id="$$"
+schema="img_smoke_$id"
+volume="todo-smoke-$id"
+containers=()
+dnsmasq_pid=""
+schema_made=false
+cleanup() {
+  local c
+  for c in "${containers[@]}"; do
+    pm rm -f -t 5 "$c" >/dev/null 2>&1 || true
+  done
+  pm volume rm -f "$volume" >/dev/null 2>&1 || true
+  if [[ -n $dnsmasq_pid ]]; then
+    kill "$dnsmasq_pid" 2>/dev/null || true
+    wait "$dnsmasq_pid" 2>/dev/null || true
+  fi
+  if $schema_made; then
+    psql_ -c "DROP SCHEMA IF EXISTS $schema CASCADE" >/dev/null 2>&1 || true
+  fi
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+psql_() { psql -X -q -v ON_ERROR_STOP=1 -h "${pg_host_port%:*}" -p "${pg_host_port##*:}" -U postgres -d "$pg_db" "$@"; }
+
+# How production runs it.
+hardening=(--read-only --cap-drop ALL --user 65532 --network host --security-opt no-new-privileges)
+secret="smoke-test-secret-$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')"
+
+# Waits until URL answers 200, or the container stops, or the deadline passes.
+wait_ready() {
+  local name="$1" url="$2" deadline=$((SECONDS + ready_timeout))
+  until curl -fsS -o /dev/null --max-time 2 "$url" 2>/dev/null; do
+    if [[ "$(pm inspect -f '{{.State.Running}}' "$name" 2>/dev/null)" != true ]]; then
+      pm logs "$name" >&2 || true
+      fail "$name stopped before $url answered"
+    fi
+    if ((SECONDS >= deadline)); then
+      pm logs "$name" >&2 || true
+      fail "$url did not answer 200 within ${ready_timeout}s"
+    fi
+    # Polling interval while waiting on the condition above.
+    sleep 0.2
+  done
+}
+
+# Runs the image detached under NAME with the hardening flags and the given extra flags;
+# the server listens on 127.0.0.1:PORT.
+start() {
+  local name="$1" port="$2"
+  shift 2
+  containers+=("$name")
+  pm run -d --name "$name" "${hardening[@]}" \
+    -e "TODO_LISTEN_ADDR=127.0.0.1:$port" -e "TODO_JWT_SECRET=$secret" "$@" "$image" >/dev/null
+}
+
+# healthz, readyz, then a task created and read back through the API.
+round_trip() {
+  local name="$1" port="$2" base token body task_id
+  base="http://127.0.0.1:$port"
+  wait_ready "$name" "$base/readyz"
+  curl -fsS -o /dev/null "$base/healthz" || fail "$name: /healthz"
+  ok "$name: /healthz and /readyz answer 200"
+  token="$(timeout 60 "${podman_[@]}" run --rm "${hardening[@]}" -e "TODO_JWT_SECRET=$secret" "$image" token --user u1)"
+  [[ $token == *.*.* ]] || fail "todo token printed no JWT: $token"
+  body="$(curl -fsS -X POST "$base/api/u1/tasks" -H "Authorization: Bearer $token" \
+    -H 'Content-Type: application/json' -d "{\"title\":\"image smoke $name\"}")" ||
+    fail "$name: POST /api/u1/tasks"
+  task_id="$(python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])' <<<"$body")"
+  body="$(curl -fsS "$base/api/u1/tasks/$task_id" -H "Authorization: Bearer $token")" ||
+    fail "$name: GET /api/u1/tasks/$task_id"
+  python3 -c 'import json,sys; t=json.load(sys.stdin); sys.exit(t["title"] != sys.argv[1])' \
+    "image smoke $name" <<<"$body" || fail "$name: the task read back differs: $body"
+  ok "$name: task $task_id created and read back (token from \`todo token\` in the image)"
+  last_task_id="$task_id"
+}
+
+# The uid and gid the container's main process runs as, seen from the host.
+check_uid() {
+  local name="$1" pid uid gid
+  pid="$(pm inspect -f '{{.State.Pid}}' "$name")"
+  uid="$(awk '/^Uid:/ {print $2, $3, $4, $5}' "/proc/$pid/status")"
+  gid="$(awk '/^Gid:/ {print $2, $3, $4, $5}' "/proc/$pid/status")"
+  [[ $uid == "65532 65532 65532 65532" && $gid == "65532 65532 65532 65532" ]] ||
+    fail "$name runs as uid [$uid] gid [$gid], not 65532"
+  grep -q '^CapEff:[[:space:]]*0*$' "/proc/$pid/status" || fail "$name has capabilities: $(grep ^CapEff "/proc/$pid/status")"
+  grep -q '^NoNewPrivs:[[:space:]]*1$' "/proc/$pid/status" || fail "$name lacks no_new_privs"
+  [[ "$(pm inspect -f '{{.HostConfig.ReadonlyRootfs}}' "$name")" == true ]] || fail "$name: root fs not read-only"
+  ok "$name: pid $pid runs as 65532:65532, no capabilities, no_new_privs, read-only root fs"
+}
+
+# --- the image's metadata and files ----------------------------------------------------
+
+pm image inspect "$image" >"$work/inspect.json"
+python3 - "$work/inspect.json" <<'PY' || fail "image metadata (above)"
+import json, sys
+img = json.load(open(sys.argv[1]))[0]
+cfg = img["Config"]
+labels = cfg.get("Labels") or {}
+errors = []
+for key in ("source", "revision", "version", "title", "description", "licenses"):
+    value = labels.get("org.opencontainers.image." + key, "")
+    if not value or value == "unknown":
+        errors.append(f"label org.opencontainers.image.{key} is {value!r}")
+    else:
+        print(f"  org.opencontainers.image.{key}={value}")
+want = {"User": "65532:65532", "Entrypoint": ["/todo"], "Cmd": ["serve"]}
+for key, value in want.items():
+    if cfg.get(key) != value:
+        errors.append(f"{key} is {cfg.get(key)!r}, want {value!r}")
+env = dict(e.split("=", 1) for e in cfg.get("Env", []))
+for key, value in {"TODO_LISTEN_ADDR": "0.0.0.0:8080", "TODO_DATA_DIR": "/data",
+                   "SSL_CERT_FILE": "/etc/ssl/certs/ca-certificates.crt"}.items():
+    if env.get(key) != value:
+        errors.append(f"env {key} is {env.get(key)!r}, want {value!r}")
+if "8080/tcp" not in (cfg.get("ExposedPorts") or {}):
+    errors.append(f"8080/tcp not exposed: {cfg.get('ExposedPorts')}")
+print(f"  platform {img.get('Os')}/{img.get('Architecture')}, size {img.get('Size')} bytes")
+for e in errors:
+    print("  " + e, file=sys.stderr)
+sys.exit(1 if errors else 0)
+PY
+ok "labels, user, entrypoint, cmd, env and port"
+
+# Every file in the image, from an exported (never started) container.
+containers+=("todo-smoke-files-$id")
+pm create --name "todo-smoke-files-$id" "$image" >/dev/null
+pm export "todo-smoke-files-$id" | tar -tvf - >"$work/files"
+python3 - "$work/files" <<'PY' || fail "the image's files (above)"
+import sys
+entries = {}
+for line in open(sys.argv[1]):
+    parts = line.split()
+    path = parts[5].rstrip("/")
+    entries[path] = (parts[0], parts[1])
+print("  " + " ".join(sorted(entries)))
+errors = []
+for shell in ("bin/sh", "bin/bash", "bin/busybox", "usr/bin/env"):
+    if shell in entries:
+        errors.append(f"{shell} is in the image")
+for need in ("todo", "etc/ssl/certs/ca-certificates.crt", "etc/nsswitch.conf", "etc/passwd", "data"):
+    if need not in entries:
+        errors.append(f"{need} is missing")
+if entries.get("data", ("", ""))[1] not in ("65532/65532",):
+    errors.append(f"/data is owned by {entries.get('data')}")
+for e in errors:
+    print("  " + e, file=sys.stderr)
+sys.exit(1 if errors else 0)
+PY
+ok "files: /todo, the CA bundle, passwd/group/nsswitch.conf, /data (65532), /tmp; no shell"
+
+if timeout 60 "${podman_[@]}" run --rm "${hardening[@]}" --entrypoint /bin/sh "$image" -c true >"$work/sh.log" 2>&1; then
+  fail "/bin/sh ran in the image"
+fi
+ok "--entrypoint /bin/sh fails: $(tail -n1 "$work/sh.log")"
+
+read -r port_emb port_pg <<<"$(free_ports 2)"
+
+# --- embedded mode: SQLite on a volume at /data ----------------------------------------
+
+containers+=("todo-smoke-nodata-$id")
+rc=0
+timeout 30 "${podman_[@]}" run --name "todo-smoke-nodata-$id" "${hardening[@]}" \
+  -e "TODO_LISTEN_ADDR=127.0.0.1:$port_emb" "$image" >"$work/nodata.log" 2>&1 || rc=$?
+((rc != 0 && rc != 124)) || fail "the embedded mode started without a writable /data (rc $rc)"
+ok "without a volume at /data the embedded mode refuses to start: $(tail -n1 "$work/nodata.log")"
+
+pm volume create "$volume" >/dev/null
+start "todo-smoke-embedded-$id" "$port_emb" -v "$volume:/data"
+round_trip "todo-smoke-embedded-$id" "$port_emb"
+check_uid "todo-smoke-embedded-$id"
+pm rm -f -t 10 "todo-smoke-embedded-$id" >/dev/null
+
+# --- PostgreSQL through a name from /etc/hosts -----------------------------------------
+
+psql_ -c "CREATE SCHEMA $schema" >/dev/null
+schema_made=true
+pg_url_for() { printf 'postgres://postgres@%s:%s/%s?options=-c%%20search_path%%3D%s' "$1" "${pg_host_port##*:}" "$pg_db" "$schema"; }
+start "todo-smoke-pg-$id" "$port_pg" --add-host "pg.test:${pg_host_port%:*}" \
+  -e "DATABASE_URL=$(pg_url_for pg.test)"
+round_trip "todo-smoke-pg-$id" "$port_pg"
+check_uid "todo-smoke-pg-$id"
+rows="$(psql_ -Atc "SELECT count(*) FROM $schema.tasks WHERE id::text = '$last_task_id'")"
+[[ $rows == 1 ]] || fail "task $last_task_id is not in $schema.tasks"
+ok "PostgreSQL via pg.test (/etc/hosts): the task is in $schema.tasks; no /data mounted"
+pm rm -f -t 10 "todo-smoke-pg-$id" >/dev/null
+
+# --- a name from a DNS server (resolv.conf) --------------------------------------------
+
+if ! command -v dnsmasq >/dev/null 2>&1; then
+  say "SKIPPED: DNS through resolv.conf (dnsmasq is not installed: apt-get install dnsmasq-base)"
+elif ss -Hlun 'sport = :53' | grep -q .; then
+  say "SKIPPED: DNS through resolv.conf (UDP port 53 is in use here)"
+else
+  dnsmasq --keep-in-foreground --no-resolv --no-hosts --bind-interfaces --listen-address=127.0.0.1 \
+    --port=53 --address="/pg.dns.test/${pg_host_port%:*}" --log-queries --log-facility="$work/dnsmasq.log" \
+    --pid-file="$work/dnsmasq.pid" &
+  dnsmasq_pid=$!
+  deadline=$((SECONDS + 10))
+  until ss -Hlun 'sport = :53' | grep -q 127.0.0.1; do
+    kill -0 "$dnsmasq_pid" 2>/dev/null || fail "dnsmasq did not start"
+    ((SECONDS < deadline)) || fail "dnsmasq did not listen on 127.0.0.1:53 within 10s"
+    sleep 0.1
+  done
+  printf 'nameserver 127.0.0.1\noptions attempts:2 timeout:2\n' >"$work/resolv.conf"
+  containers+=("todo-smoke-dns-$id")
+  timeout 60 "${podman_[@]}" run --name "todo-smoke-dns-$id" "${hardening[@]}" \
+    -v "$work/resolv.conf:/etc/resolv.conf:ro" \
+    -e "DATABASE_URL=$(pg_url_for pg.dns.test)" "$image" migrate >"$work/dns.log" 2>&1 ||
+    { cat "$work/dns.log" >&2; fail "todo migrate via pg.dns.test (DNS) failed"; }
+  grep -q 'pg.dns.test' "$work/dnsmasq.log" || fail "dnsmasq saw no query for pg.dns.test"
+  ok "DNS: \`todo migrate\` reached PostgreSQL as pg.dns.test, answered by dnsmasq on 127.0.0.1:53"
+fi
+
+say "all checks passed for $image"
