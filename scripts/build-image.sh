@@ -62,6 +62,8 @@ cross=false
 [[ $arch == "$host_arch" ]] || cross=true
 max_bytes="${TODO_IMAGE_MAX_BYTES:-20000000}"
 target_dir="${TODO_STATIC_TARGET_DIR:-$HOME/.cache/todo-target-static}"
+# Cargo.toml's `image` profile: release with fat LTO and opt-level "s" (size).
+profile="${TODO_IMAGE_PROFILE:-image}"
 out="$root/.tools/image/$arch"
 
 # --- tools -----------------------------------------------------------------------------
@@ -144,12 +146,12 @@ if $cross; then
   )
 fi
 
-say "building the static binary for $triple in $target_dir"
+say "building the static binary for $triple (profile $profile) in $target_dir"
 start=$SECONDS
-run env "${build_env[@]}" cargo build --release --locked --target "$triple" --bin todo
+run env "${build_env[@]}" cargo build --profile "$profile" --locked --target "$triple" --bin todo
 build_secs=$((SECONDS - start))
 say "cargo build took ${build_secs}s"
-bin="$target_dir/$triple/release/todo"
+bin="$target_dir/$triple/$profile/todo"
 [[ -x $bin ]] || die "no binary at $bin"
 if readelf -lW "$bin" | grep -q 'Requesting program interpreter'; then
   die "$bin is dynamically linked (it has a program interpreter): the image has no loader"

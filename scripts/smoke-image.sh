@@ -37,6 +37,18 @@ podman_=(podman --storage-driver vfs)
 pm() { "${podman_[@]}" "$@"; }
 pm image exists "$image" || fail "no image $image in podman's (vfs) storage"
 
+# psql for the schema, dnsmasq for the DNS check: installed when missing (Debian/Ubuntu, root).
+need=()
+command -v psql >/dev/null 2>&1 || need+=(postgresql-client)
+command -v dnsmasq >/dev/null 2>&1 || need+=(dnsmasq-base)
+command -v curl >/dev/null 2>&1 || need+=(curl)
+if ((${#need[@]})) && [[ $EUID -eq 0 ]] && command -v apt-get >/dev/null 2>&1; then
+  say "installing ${need[*]}"
+  apt-get update -qq || true
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null ||
+    say "could not install ${need[*]}"
+fi
+
 work="$(mktemp -d)"
 id="$$"
 schema="img_smoke_$id"
@@ -129,6 +141,17 @@ check_uid() {
   ok "$name: pid $pid runs as 65532:65532, no capabilities, no_new_privs, read-only root fs"
 }
 
+# SIGTERM to the container's PID 1 (the binary itself: no init in the image) stops it
+# cleanly, well before podman's (and Kubernetes') SIGKILL.
+check_stop() {
+  local name="$1" t0 code
+  t0=$SECONDS
+  pm stop -t 20 "$name" >/dev/null
+  code="$(pm inspect -f '{{.State.ExitCode}}' "$name")"
+  [[ $code == 0 ]] || { pm logs "$name" >&2 || true; fail "$name exited $code on SIGTERM"; }
+  ok "$name: SIGTERM stopped it with status 0 in $((SECONDS - t0))s"
+}
+
 # --- the image's metadata and files ----------------------------------------------------
 
 pm image inspect "$image" >"$work/inspect.json"
@@ -165,7 +188,7 @@ ok "labels, user, entrypoint, cmd, env and port"
 # Every file in the image, from an exported (never started) container.
 containers+=("todo-smoke-files-$id")
 pm create --name "todo-smoke-files-$id" "$image" >/dev/null
-pm export "todo-smoke-files-$id" | tar -tvf - >"$work/files"
+pm export "todo-smoke-files-$id" | tar --numeric-owner -tvf - >"$work/files"
 python3 - "$work/files" <<'PY' || fail "the image's files (above)"
 import sys
 entries = {}
@@ -209,7 +232,7 @@ pm volume create "$volume" >/dev/null
 start "todo-smoke-embedded-$id" "$port_emb" -v "$volume:/data"
 round_trip "todo-smoke-embedded-$id" "$port_emb"
 check_uid "todo-smoke-embedded-$id"
-pm rm -f -t 10 "todo-smoke-embedded-$id" >/dev/null
+check_stop "todo-smoke-embedded-$id"
 
 # --- PostgreSQL through a name from /etc/hosts -----------------------------------------
 
@@ -223,21 +246,21 @@ check_uid "todo-smoke-pg-$id"
 rows="$(psql_ -Atc "SELECT count(*) FROM $schema.tasks WHERE id::text = '$last_task_id'")"
 [[ $rows == 1 ]] || fail "task $last_task_id is not in $schema.tasks"
 ok "PostgreSQL via pg.test (/etc/hosts): the task is in $schema.tasks; no /data mounted"
-pm rm -f -t 10 "todo-smoke-pg-$id" >/dev/null
+check_stop "todo-smoke-pg-$id"
 
 # --- a name from a DNS server (resolv.conf) --------------------------------------------
 
 if ! command -v dnsmasq >/dev/null 2>&1; then
   say "SKIPPED: DNS through resolv.conf (dnsmasq is not installed: apt-get install dnsmasq-base)"
-elif ss -Hlun 'sport = :53' | grep -q .; then
-  say "SKIPPED: DNS through resolv.conf (UDP port 53 is in use here)"
+elif ss -Hlun 'sport = :53' | awk '{print $4}' | grep -Eq '^(127\.0\.0\.1|0\.0\.0\.0|\*|\[::\]):53$'; then
+  say "SKIPPED: DNS through resolv.conf (UDP port 53 on 127.0.0.1 is taken here)"
 else
   dnsmasq --keep-in-foreground --no-resolv --no-hosts --bind-interfaces --listen-address=127.0.0.1 \
     --port=53 --address="/pg.dns.test/${pg_host_port%:*}" --log-queries --log-facility="$work/dnsmasq.log" \
     --pid-file="$work/dnsmasq.pid" &
   dnsmasq_pid=$!
   deadline=$((SECONDS + 10))
-  until ss -Hlun 'sport = :53' | grep -q 127.0.0.1; do
+  until ss -Hlun 'sport = :53' | awk '{print $4}' | grep -qx '127.0.0.1:53'; do
     kill -0 "$dnsmasq_pid" 2>/dev/null || fail "dnsmasq did not start"
     ((SECONDS < deadline)) || fail "dnsmasq did not listen on 127.0.0.1:53 within 10s"
     sleep 0.1
