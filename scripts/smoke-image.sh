@@ -12,7 +12,9 @@
 # reached through a name from /etc/hosts (`--add-host`), with the same round trip and the
 # process's uid checked; and, when port 53 on 127.0.0.1 is free and dnsmasq is installed, a
 # name served by a real DNS server (dnsmasq, through the container's resolv.conf) for
-# `todo migrate`. Everything started is removed on exit.
+# `todo migrate`; and that librdkafka's OpenSSL verifies a TLS broker against the image's CA
+# bundle (a private CA rejected, then accepted once mounted as the bundle). Everything
+# started is removed on exit.
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -55,6 +57,7 @@ schema="img_smoke_$id"
 volume="todo-smoke-$id"
 containers=()
 dnsmasq_pid=""
+tls_pid=""
 schema_made=false
 cleanup() {
   local c
@@ -62,6 +65,10 @@ cleanup() {
     pm rm -f -t 5 "$c" >/dev/null 2>&1 || true
   done
   pm volume rm -f "$volume" >/dev/null 2>&1 || true
+  if [[ -n $tls_pid ]]; then
+    kill "$tls_pid" 2>/dev/null || true
+    wait "$tls_pid" 2>/dev/null || true
+  fi
   if [[ -n $dnsmasq_pid ]]; then
     kill "$dnsmasq_pid" 2>/dev/null || true
     wait "$dnsmasq_pid" 2>/dev/null || true
@@ -273,6 +280,72 @@ else
     { cat "$work/dns.log" >&2; fail "todo migrate via pg.dns.test (DNS) failed"; }
   grep -q 'pg.dns.test' "$work/dnsmasq.log" || fail "dnsmasq saw no query for pg.dns.test"
   ok "DNS: \`todo migrate\` reached PostgreSQL as pg.dns.test, answered by dnsmasq on 127.0.0.1:53"
+fi
+
+# --- librdkafka's OpenSSL verifies brokers against the image's CA bundle ----------------
+# A TLS "broker" (a Python TLS listener: the handshake is all that is checked) with a
+# certificate from a private CA: the image's bundle must reject it (verification is on), and
+# the same CA mounted over /etc/ssl/certs/ca-certificates.crt (SSL_CERT_FILE) must pass.
+
+# Waits until FILE has a line matching REGEX, or the deadline passes.
+wait_line() {
+  local file="$1" regex="$2" what="$3" deadline=$((SECONDS + ready_timeout))
+  until grep -Eq "$regex" "$file" 2>/dev/null; do
+    ((SECONDS < deadline)) || { cat "$file" >&2 || true; fail "$what: no line /$regex/ within ${ready_timeout}s"; }
+    sleep 0.2
+  done
+}
+
+if ! command -v openssl >/dev/null 2>&1; then
+  say "SKIPPED: Kafka TLS and the CA bundle (no openssl command)"
+else
+  tls="$work/tls"
+  mkdir -p "$tls"
+  openssl req -x509 -newkey rsa:2048 -nodes -keyout "$tls/ca.key" -out "$tls/ca.pem" -days 1 \
+    -subj /CN=todo-smoke-ca 2>/dev/null
+  openssl req -newkey rsa:2048 -nodes -keyout "$tls/srv.key" -out "$tls/srv.csr" -subj /CN=kafka.test 2>/dev/null
+  printf 'subjectAltName=DNS:kafka.test\n' >"$tls/ext"
+  openssl x509 -req -in "$tls/srv.csr" -CA "$tls/ca.pem" -CAkey "$tls/ca.key" -CAcreateserial \
+    -out "$tls/srv.pem" -days 1 -extfile "$tls/ext" 2>/dev/null
+  chmod 0644 "$tls/ca.pem"
+  read -r port_tls <<<"$(free_ports 1)"
+  python3 -u - "$tls" "$port_tls" >"$tls/server.log" 2>&1 <<'PY' &
+import os, socket, ssl, sys, threading
+d, port = sys.argv[1], int(sys.argv[2])
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+ctx.load_cert_chain(os.path.join(d, "srv.pem"), os.path.join(d, "srv.key"))
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("127.0.0.1", port))
+s.listen(64)
+print("listening", flush=True)
+def handle(c):
+    try:
+        t = ctx.wrap_socket(c, server_side=True)
+        print("handshake ok", t.version(), flush=True)
+        t.close()
+    except Exception as e:
+        print("handshake failed:", e, flush=True)
+        c.close()
+while True:
+    c, _ = s.accept()
+    threading.Thread(target=handle, args=(c,), daemon=True).start()
+PY
+  tls_pid=$!
+  wait_line "$tls/server.log" '^listening' "the TLS listener"
+  kafka_tls=(--add-host kafka.test:127.0.0.1 --mount "type=tmpfs,destination=/data,chown=true"
+    -e TODO_BUS=kafka -e "KAFKA_BROKERS=kafka.test:$port_tls" -e KAFKA_SECURITY_PROTOCOL=ssl
+    -e TODO_KAFKA_CREATE_TOPICS=false)
+  start "todo-smoke-tls-bundle-$id" "$port_emb" "${kafka_tls[@]}"
+  wait_line "$tls/server.log" 'handshake failed:.*UNKNOWN_CA' "the image's bundle against a private CA"
+  grep -q 'handshake ok' "$tls/server.log" && fail "librdkafka accepted a broker certificate from an unknown CA"
+  pm rm -f -t 2 "todo-smoke-tls-bundle-$id" >/dev/null
+  ok "Kafka TLS: librdkafka (static OpenSSL) rejects a broker certificate from a CA not in the image's bundle"
+  start "todo-smoke-tls-ca-$id" "$port_emb" "${kafka_tls[@]}" \
+    -v "$tls/ca.pem:/etc/ssl/certs/ca-certificates.crt:ro"
+  wait_line "$tls/server.log" '^handshake ok' "the private CA as /etc/ssl/certs/ca-certificates.crt"
+  pm rm -f -t 2 "todo-smoke-tls-ca-$id" >/dev/null
+  ok "Kafka TLS: with that CA at /etc/ssl/certs/ca-certificates.crt (SSL_CERT_FILE) the handshake passes ($(grep -m1 '^handshake ok' "$tls/server.log" | cut -d' ' -f3))"
 fi
 
 say "all checks passed for $image"
