@@ -169,10 +169,11 @@ chmod 1777 "$ctx/rootfs/tmp"
 chmod 0755 "$ctx/data"
 objcopy=objcopy
 if $cross && command -v "$gnu-objcopy" >/dev/null 2>&1; then objcopy="$gnu-objcopy"; fi
-# The image carries the binary without its line tables (they are half its size); they are
-# kept beside the archive, linked by build id, for symbolizing a backtrace from production.
+# The image carries the binary without its symbols and line tables (two thirds of its
+# size); they are kept beside the archive as todo.debug (same build id, .gnu_debuglink) to
+# symbolize a backtrace from production offline. Panic messages keep their file:line.
 run "$objcopy" --only-keep-debug "$bin" "$out/todo.debug"
-run "$objcopy" --strip-debug --add-gnu-debuglink="$out/todo.debug" "$bin" "$ctx/rootfs/todo"
+run "$objcopy" --strip-all --add-gnu-debuglink="$out/todo.debug" "$bin" "$ctx/rootfs/todo"
 chmod 0755 "$ctx/rootfs/todo"
 install -m 0644 /etc/ssl/certs/ca-certificates.crt "$ctx/rootfs/etc/ssl/certs/ca-certificates.crt"
 printf 'root:x:0:0:root:/:/sbin/nologin\nnonroot:x:65532:65532:nonroot:/data:/sbin/nologin\n' >"$ctx/rootfs/etc/passwd"
@@ -241,7 +242,7 @@ print(raw, gz)
 PY
 )"
 bin_bytes="$(stat -c %s "$ctx/rootfs/todo")"
-say "binary (stripped of debug info): $bin_bytes bytes"
+say "binary (stripped): $bin_bytes bytes; unstripped $(stat -c %s "$bin") bytes"
 say "image $tag ($arch): uncompressed layers $layers_bytes bytes, gzip $layers_gz bytes; limit $max_bytes"
 say "OCI archive: ${archive#"$root"/}"
 
