@@ -92,6 +92,8 @@ if $cross; then
   # Debian multiarch: the target's C compiler and its static OpenSSL.
   cross_missing=()
   command -v "$gnu-gcc" >/dev/null 2>&1 || cross_missing+=("gcc-${gnu//_/-}")
+  # librdkafka's `make libs` also links its C++ library.
+  command -v "$gnu-g++" >/dev/null 2>&1 || cross_missing+=("g++-${gnu//_/-}")
   if ! dpkg -s "libssl-dev:$arch" >/dev/null 2>&1; then
     dpkg --print-foreign-architectures | grep -qx "$arch" || run dpkg --add-architecture "$arch"
     apt_updated=false
@@ -153,8 +155,9 @@ if $cross; then
   build_env+=(
     "CARGO_TARGET_${TU}_LINKER=$gnu-gcc"
     "CC_$tu=$gnu-gcc" "AR_$tu=$gnu-ar"
-    "CC=$gnu-gcc" "AR=$gnu-ar" "CFLAGS=-I$ossl/include" "LDFLAGS=-L$ossl/lib"
-    HOST_CC=cc HOST_AR=ar HOST_CFLAGS= HOST_LDFLAGS=
+    "CXX_$tu=$gnu-g++" "CC=$gnu-gcc" "CXX=$gnu-g++" "AR=$gnu-ar"
+    "CFLAGS=-I$ossl/include" "LDFLAGS=-L$ossl/lib"
+    HOST_CC=cc HOST_CXX=c++ HOST_AR=ar HOST_CFLAGS= HOST_LDFLAGS=
     "${TU}_OPENSSL_DIR=$ossl"
   )
 fi
