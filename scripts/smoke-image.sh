@@ -255,6 +255,32 @@ rows="$(psql_ -Atc "SELECT count(*) FROM $schema.tasks WHERE id::text = '$last_t
 ok "PostgreSQL via pg.test (/etc/hosts): the task is in $schema.tasks; no /data mounted"
 check_stop "todo-smoke-pg-$id"
 
+# --- PostgreSQL over TLS (rustls in the static binary) ---------------------------------
+# The server's own certificate (Debian's is self-signed): sslmode=require encrypts without
+# checking it, verify-full must refuse it as signed by no trusted root.
+
+if [[ "$(psql_ -Atc 'SHOW ssl')" != on ]]; then
+  say "SKIPPED: PostgreSQL over TLS (ssl is off on ${pg_host_port})"
+else
+  for mode in require verify-full; do
+    containers+=("todo-smoke-pgtls-$mode-$id")
+    rc=0
+    timeout 60 "${podman_[@]}" run --name "todo-smoke-pgtls-$mode-$id" "${hardening[@]}" \
+      --add-host "pg.test:${pg_host_port%:*}" -e "DATABASE_URL=$(pg_url_for pg.test)&sslmode=$mode" \
+      "$image" migrate >"$work/pgtls-$mode.log" 2>&1 || rc=$?
+    if [[ $mode == require && $rc != 0 ]]; then
+      cat "$work/pgtls-require.log" >&2
+      fail "todo migrate with sslmode=require failed"
+    fi
+    if [[ $mode == verify-full ]]; then
+      [[ $rc != 0 ]] || fail "sslmode=verify-full accepted a self-signed certificate"
+      grep -q 'invalid peer certificate' "$work/pgtls-verify-full.log" ||
+        { cat "$work/pgtls-verify-full.log" >&2; fail "verify-full failed for another reason"; }
+    fi
+  done
+  ok "PostgreSQL TLS: sslmode=require migrates over TLS; verify-full refuses the self-signed certificate"
+fi
+
 # --- a name from a DNS server (resolv.conf) --------------------------------------------
 
 if ! command -v dnsmasq >/dev/null 2>&1; then
