@@ -32,13 +32,8 @@ PY=.tools/lint/bin/python
 ENVS=(minikube oke aks gke)
 OVERLAYS=(dev prod)
 
-step() { printf '\n==> %s\n' "$*"; }
-run() { printf '+ %s\n' "$*"; "$@"; }
-failures=0
-failed() {
-  printf '  FAILED: %s\n' "$*"
-  failures=$((failures + 1))
-}
+# shellcheck source=scripts/lib/checks.sh
+source "$root/scripts/lib/checks.sh"
 
 WORK="$(mktemp -d)"
 trap 'rm -rf "$WORK"' EXIT

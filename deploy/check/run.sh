@@ -35,22 +35,8 @@ PY=.tools/lint/bin/python
 CLOUDS=(minikube oke aks gke)
 ENVS=(dev prod)
 
-step() { printf '\n==> %s\n' "$*"; }
-run() { printf '+ %s\n' "$*"; "$@"; }
-failures=0
-failed() {
-  printf '  FAILED: %s\n' "$*"
-  failures=$((failures + 1))
-}
-# A command that must fail; its output is shown, its failure is the success.
-must_fail() {
-  printf '+ (must fail) %s\n' "$*"
-  if "$@"; then
-    failed "expected a failure: $*"
-  else
-    printf '  failed as it should\n'
-  fi
-}
+# shellcheck source=scripts/lib/checks.sh
+source "$root/scripts/lib/checks.sh"
 
 WORK="$(mktemp -d)"
 trap 'rm -rf "$WORK"' EXIT
