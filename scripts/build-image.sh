@@ -76,7 +76,7 @@ apt_install() {
     run apt-get update -qq || true
     apt_updated=true
   fi
-  run env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@"
+  run env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 install -y -qq --no-install-recommends "$@"
 }
 
 missing=()

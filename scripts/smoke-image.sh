@@ -47,7 +47,7 @@ command -v curl >/dev/null 2>&1 || need+=(curl)
 if ((${#need[@]})) && [[ $EUID -eq 0 ]] && command -v apt-get >/dev/null 2>&1; then
   say "installing ${need[*]}"
   apt-get update -qq || true
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null ||
+  DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 install -y -qq --no-install-recommends "${need[@]}" >/dev/null ||
     say "could not install ${need[*]}"
 fi
 

@@ -76,9 +76,9 @@ need() {
   [[ -x "/usr/sbin/$command" ]] && return
   if [[ $EUID -eq 0 ]] && command -v apt-get >/dev/null 2>&1; then
     say "$command is missing: installing the Debian package $package"
-    if ! DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$package"; then
+    if ! DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 install -y -qq --no-install-recommends "$package"; then
       apt-get update -qq
-      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$package"
+      DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 install -y -qq --no-install-recommends "$package"
     fi
   else
     die "$command is missing: install the $package package"
