@@ -183,14 +183,14 @@ stop_server() {
   SERVER_PID=""
 }
 
-# wait_drained: until every consumer's lag gauge reads 0 (refreshed every 5 s, so at
-# least 6 s), at most 180 s. Keeps one phase's event backlog out of the next phase.
+# wait_drained: until every consumer's lag gauge reads 0 (refreshed every second, so at
+# least 2 s), at most 180 s. Keeps one phase's event backlog out of the next phase.
 wait_drained() {
   local i lag=""
   for ((i = 0; i < 180; i++)); do
     lag=$(curl -s --max-time 2 "http://$ADDR/metrics" |
       awk '/^todo_consumer_lag_events[{ ]/ {s += $NF; n++} END {if (n) print s; else print "?"}')
-    if ((i >= 6)) && [[ $lag == 0 ]]; then
+    if ((i >= 2)) && [[ $lag == 0 ]]; then
       echo "consumers drained (lag 0) after ${i} s" >&2
       return 0
     fi

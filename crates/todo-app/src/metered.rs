@@ -206,6 +206,16 @@ impl Store for MeteredStore {
             .await
     }
 
+    async fn list_tasks_json(
+        &self,
+        user_id: &str,
+        query: &TaskQuery,
+    ) -> Result<todo_store::TaskPageJson> {
+        // The same operation as `list_tasks`, as clients see it.
+        self.timed("list_tasks", self.inner.list_tasks_json(user_id, query))
+            .await
+    }
+
     async fn spawn_next_occurrence(
         &self,
         parent_id: Uuid,

@@ -89,7 +89,82 @@ pub fn parse_rfc3339(s: &str) -> Option<Timestamp> {
 
 /// Formats as RFC 3339 in UTC with a `Z`, showing fractions only when present.
 pub fn format_rfc3339(ts: &Timestamp) -> String {
-    ts.to_rfc3339_opts(SecondsFormat::AutoSi, true)
+    Rfc3339::new(ts).as_str().to_owned()
+}
+
+/// A timestamp formatted as [`format_rfc3339`] does, on the stack: a page of tasks formats
+/// hundreds of them, and chrono's general formatter (with a `String` each) was a visible
+/// part of a list's cost.
+pub struct Rfc3339 {
+    buf: [u8; 40],
+    len: usize,
+}
+
+impl Rfc3339 {
+    /// Formats `ts`: `YYYY-MM-DDTHH:MM:SS`, then 3, 6 or 9 fraction digits when the
+    /// sub-second part needs them (chrono's `SecondsFormat::AutoSi`), then `Z`.
+    pub fn new(ts: &Timestamp) -> Self {
+        use chrono::{Datelike, Timelike};
+        let mut out = Rfc3339 {
+            buf: [0; 40],
+            len: 0,
+        };
+        // One conversion: each accessor of a `DateTime` converts it to its naive form anew.
+        let ts = ts.naive_utc();
+        let year = ts.year();
+        if !(0..=9999).contains(&year) {
+            // Never stored or served (see `in_range`); formatted the general way.
+            let text = ts.and_utc().to_rfc3339_opts(SecondsFormat::AutoSi, true);
+            let n = text.len().min(out.buf.len());
+            out.buf[..n].copy_from_slice(&text.as_bytes()[..n]);
+            out.len = n;
+            return out;
+        }
+        let nanos = ts.nanosecond();
+        out.digits(year as u32, 4);
+        out.push(b'-');
+        out.digits(ts.month(), 2);
+        out.push(b'-');
+        out.digits(ts.day(), 2);
+        out.push(b'T');
+        out.digits(ts.hour(), 2);
+        out.push(b':');
+        out.digits(ts.minute(), 2);
+        out.push(b':');
+        out.digits(ts.second(), 2);
+        if nanos != 0 {
+            out.push(b'.');
+            if nanos.is_multiple_of(1_000_000) {
+                out.digits(nanos / 1_000_000, 3);
+            } else if nanos.is_multiple_of(1_000) {
+                out.digits(nanos / 1_000, 6);
+            } else {
+                out.digits(nanos, 9);
+            }
+        }
+        out.push(b'Z');
+        out
+    }
+
+    fn push(&mut self, b: u8) {
+        self.buf[self.len] = b;
+        self.len += 1;
+    }
+
+    /// `value` in exactly `width` decimal digits, zero-padded.
+    fn digits(&mut self, mut value: u32, width: usize) {
+        for i in (0..width).rev() {
+            self.buf[self.len + i] = b'0' + (value % 10) as u8;
+            value /= 10;
+        }
+        self.len += width;
+    }
+
+    /// The text.
+    pub fn as_str(&self) -> &str {
+        // Only ASCII digits and separators are written, or a chrono string's bytes.
+        std::str::from_utf8(&self.buf[..self.len]).unwrap_or_default()
+    }
 }
 
 /// Serde adapter writing [`format_rfc3339`] and reading any RFC 3339 offset.
@@ -99,7 +174,7 @@ pub mod rfc3339 {
 
     /// Serializes a timestamp.
     pub fn serialize<S: Serializer>(ts: &Timestamp, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&super::format_rfc3339(ts))
+        s.serialize_str(super::Rfc3339::new(ts).as_str())
     }
 
     /// Deserializes a timestamp.
@@ -116,7 +191,7 @@ pub mod rfc3339 {
         /// Serializes an optional timestamp (`null` when absent).
         pub fn serialize<S: Serializer>(ts: &Option<Timestamp>, s: S) -> Result<S::Ok, S::Error> {
             match ts {
-                Some(ts) => s.serialize_str(&super::super::format_rfc3339(ts)),
+                Some(ts) => s.serialize_str(super::super::Rfc3339::new(ts).as_str()),
                 None => s.serialize_none(),
             }
         }
@@ -192,6 +267,29 @@ mod tests {
                 prop_assert!(is_date_time(&served) && pattern.is_match(&served).unwrap(), "{}", served);
             }
         }
+    }
+
+    proptest! {
+        #[test]
+        fn the_stack_formatter_writes_what_chrono_writes(
+            secs in -62_135_596_800i64..=253_402_300_799,
+            nanos in prop_oneof![Just(0u32), (0u32..1000).prop_map(|m| m * 1_000_000),
+                (0u32..1_000_000).prop_map(|u| u * 1000), 0u32..1_000_000_000],
+        ) {
+            let ts = DateTime::from_timestamp(secs, nanos).unwrap();
+            let formatted = Rfc3339::new(&ts);
+            prop_assert_eq!(
+                formatted.as_str(),
+                ts.to_rfc3339_opts(SecondsFormat::AutoSi, true)
+            );
+        }
+    }
+
+    #[test]
+    fn the_stack_formatter_falls_back_to_chrono_outside_four_digit_years() {
+        let ts = DateTime::from_timestamp(253_402_300_800, 5_000).unwrap();
+        assert_eq!(Rfc3339::new(&ts).as_str(), "+10000-01-01T00:00:00.000005Z");
+        assert_eq!(format_rfc3339(&ts), "+10000-01-01T00:00:00.000005Z");
     }
 
     #[test]

@@ -28,7 +28,8 @@ pub use lead::Leadership;
 pub use log::EventLog;
 pub use model::{
     AuditPosition, AuditQuery, DeadLetter, LogRead, PageQuery, Planned, PoolState, Seek,
-    StoredDeadLetter, StoredEvent, TailRead, UnreadableEvent, WebhookDelivery, WebhookOutcome,
+    StoredDeadLetter, StoredEvent, TailRead, TaskPageJson, UnreadableEvent, WebhookDelivery,
+    WebhookOutcome,
 };
 use todo_domain::time::Timestamp;
 
@@ -91,6 +92,13 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// One page of the user's tasks matching `query`, in its order, after its cursor.
     /// Returns up to `query.limit + 1` items: the extra one tells that more remain.
     async fn list_tasks(&self, user_id: &str, query: &TaskQuery) -> Result<Vec<Task>>;
+
+    /// The page [`Store::list_tasks`] returns, as the JSON clients get: the first
+    /// `query.limit` tasks rendered as [`Task::write_json`] renders them, and the last of
+    /// them again when more remain (for the next cursor). A store keeps each task's JSON
+    /// beside its columns, written with the task, so a page is copied rather than decoded
+    /// and rendered.
+    async fn list_tasks_json(&self, user_id: &str, query: &TaskQuery) -> Result<TaskPageJson>;
 
     /// Creates `next`, the next occurrence of `parent_id`, with its event, unless one was
     /// already created. Returns whether it was created now.

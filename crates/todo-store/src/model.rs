@@ -2,8 +2,8 @@
 
 use std::sync::Arc;
 
-use todo_domain::CloudEvent;
 use todo_domain::time::Timestamp;
+use todo_domain::{CloudEvent, Task};
 use uuid::Uuid;
 
 /// An event as kept in the outbox, with its position.
@@ -253,4 +253,43 @@ pub struct PoolState {
     pub idle: i64,
     /// Callers waiting for a connection (SQLite's `write`: writes queued for the writer).
     pub waiting: i64,
+}
+
+/// A page of tasks as JSON ([`crate::Store::list_tasks_json`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TaskPageJson {
+    /// The tasks' JSON objects, comma-separated, without the enclosing brackets.
+    pub items: Vec<u8>,
+    /// How many tasks `items` holds.
+    pub count: usize,
+    /// When more tasks follow the page: the JSON of its last task (the next cursor's).
+    pub last: Option<String>,
+}
+
+impl TaskPageJson {
+    /// Builds the page from `rows`, up to `limit + 1` tasks as [`crate::Store::list_tasks`]
+    /// returns them: the first `limit` are rendered, and an extra one means more remain.
+    pub fn from_tasks(rows: &[Task], limit: i64) -> Self {
+        let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+        let mut page = TaskPageJson::default();
+        let mut last = 0;
+        for task in rows.iter().take(limit) {
+            last = page.push_with(|out| task.write_json(out));
+        }
+        if rows.len() > limit && page.count > 0 {
+            page.last = Some(String::from_utf8_lossy(&page.items[last..]).into_owned());
+        }
+        page
+    }
+
+    /// Appends one task's JSON, written by `write`; returns where it starts in `items`.
+    pub fn push_with(&mut self, write: impl FnOnce(&mut Vec<u8>)) -> usize {
+        if self.count > 0 {
+            self.items.push(b',');
+        }
+        let start = self.items.len();
+        write(&mut self.items);
+        self.count += 1;
+        start
+    }
 }

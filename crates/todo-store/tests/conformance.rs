@@ -765,6 +765,26 @@ async fn page_through(
             page.len()
         );
         let more = page.len() == limit + 1;
+        // The same page as JSON: each task as the API renders it, the last one again
+        // exactly when more remain.
+        let json = store
+            .list_tasks_json(user_id, &query)
+            .await
+            .map_err(failed)?;
+        let shown: Vec<&Task> = page.iter().take(limit).collect();
+        let rendered: Vec<String> = shown
+            .iter()
+            .map(|t| serde_json::to_string(t).unwrap())
+            .collect();
+        prop_assert_eq!(
+            String::from_utf8(json.items.clone()).unwrap(),
+            rendered.join(",")
+        );
+        prop_assert_eq!(json.count, shown.len());
+        prop_assert_eq!(
+            json.last.clone(),
+            more.then(|| rendered.last().cloned()).flatten()
+        );
         listed.extend(page.into_iter().take(limit));
         if !more {
             return Ok(listed);

@@ -28,10 +28,19 @@ fn etag(version: i64) -> HeaderValue {
         .unwrap_or_else(|_| HeaderValue::from_static("\"0\""))
 }
 
+/// A response whose JSON body is already rendered.
+fn json(status: StatusCode, body: Vec<u8>) -> Response {
+    let content_type = HeaderValue::from_static("application/json");
+    (status, [(header::CONTENT_TYPE, content_type)], body).into_response()
+}
+
 fn with_task(status: StatusCode, task: Task) -> Response {
-    let version = task.version;
-    let mut response = (status, axum::Json(task)).into_response();
-    response.headers_mut().insert(header::ETAG, etag(version));
+    let mut body = Vec::with_capacity(512);
+    task.write_json(&mut body);
+    let mut response = json(status, body);
+    response
+        .headers_mut()
+        .insert(header::ETAG, etag(task.version));
     response
 }
 
@@ -102,17 +111,31 @@ pub async fn list_tasks(
     State(state): State<AppState>,
     user: AuthUser,
     QueryPairs(pairs): QueryPairs,
-) -> Result<axum::Json<TaskPage>, ApiError> {
+) -> Result<Response, ApiError> {
     let query = TaskQuery::parse(&pairs)?;
-    let mut items = state.store.list_tasks(&user.user_id, &query).await?;
-    let limit = usize::try_from(query.limit).unwrap_or(usize::MAX);
-    let next_cursor = if items.len() > limit {
-        items.truncate(limit);
-        items.last().map(|last| query.cursor_after(last).encode())
-    } else {
-        None
+    let page = state.store.list_tasks_json(&user.user_id, &query).await?;
+    let next_cursor = match &page.last {
+        Some(last) => {
+            let last: Task = serde_json::from_str(last).map_err(|e| {
+                ApiError::from(todo_store::StoreError::Corrupt(format!(
+                    "a stored task's JSON does not read back: {e}"
+                )))
+            })?;
+            Some(query.cursor_after(&last).encode())
+        }
+        None => None,
     };
-    Ok(axum::Json(TaskPage { items, next_cursor }))
+    let mut body = Vec::with_capacity(page.items.len() + 128);
+    body.extend_from_slice(b"{\"items\":[");
+    body.extend_from_slice(&page.items);
+    body.extend_from_slice(b"],\"next_cursor\":");
+    match &next_cursor {
+        // Writing into a Vec cannot fail.
+        Some(cursor) => drop(serde_json::to_writer(&mut body, cursor)),
+        None => body.extend_from_slice(b"null"),
+    }
+    body.push(b'}');
+    Ok(json(StatusCode::OK, body))
 }
 
 /// One task.

@@ -650,6 +650,10 @@ async fn commit(sub: &mut dyn Subscription, name: &'static str, shutdown: &Shutd
     }
 }
 
+/// How often the lag and outbox backlog gauges are refreshed: often enough that "no lag
+/// left 2 s after the load stopped" can be read off them.
+pub const LAG_REFRESH: Duration = Duration::from_secs(1);
+
 /// Keeps the consumer lag gauges current.
 pub async fn report_lag(
     bus: Arc<dyn EventBus>,
@@ -657,7 +661,7 @@ pub async fn report_lag(
     metrics: Arc<Metrics>,
     mut shutdown: ShutdownSignal,
 ) {
-    let mut tick = tokio::time::interval(Duration::from_secs(5));
+    let mut tick = tokio::time::interval(LAG_REFRESH);
     loop {
         tokio::select! {
             () = shutdown.wait() => return,

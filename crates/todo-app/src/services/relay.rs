@@ -178,7 +178,7 @@ pub async fn report_backlog(
     in_flight: Arc<InFlight>,
     mut shutdown: ShutdownSignal,
 ) {
-    let mut tick = tokio::time::interval(Duration::from_secs(5));
+    let mut tick = tokio::time::interval(crate::services::consumer::LAG_REFRESH);
     loop {
         tokio::select! {
             () = shutdown.wait() => return,

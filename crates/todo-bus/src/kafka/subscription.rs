@@ -117,7 +117,8 @@ impl KafkaSubscription {
                 ("heartbeat.interval.ms", heartbeat.as_str()),
                 // Low latency on a quiet topic: the broker answers a fetch within 10 ms.
                 ("fetch.wait.max.ms", "10"),
-                ("statistics.interval.ms", "5000"),
+                // The lag gauges are read from these statistics (see `stats`).
+                ("statistics.interval.ms", "1000"),
             ])
             .create_with_context(Context {
                 group: group.to_owned(),

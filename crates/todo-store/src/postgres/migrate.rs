@@ -21,10 +21,15 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         "reminder_traceparent",
         include_str!("../../migrations/postgres/0002_reminder_traceparent.sql"),
     ),
+    (
+        3,
+        "task_json",
+        include_str!("../../migrations/postgres/0003_task_json.sql"),
+    ),
 ];
 
 /// How many migrations this build knows.
-pub(super) const LATEST: i32 = 2;
+pub(super) const LATEST: i32 = 3;
 
 /// The advisory lock key migrations take ("todo-mig" in ASCII). Per database: schemas of one
 /// database migrate one after another, which costs nothing and also serializes

@@ -33,7 +33,7 @@ use uuid::Uuid;
 
 use crate::{
     AuditQuery, DeadLetter, EventLog, LogRead, PageQuery, Planned, PoolState, Result, Store,
-    StoreError, StoredDeadLetter, WebhookDelivery, WebhookOutcome,
+    StoreError, StoredDeadLetter, TaskPageJson, WebhookDelivery, WebhookOutcome,
 };
 use events::OutboxRow;
 use tasks::TaskParams;
@@ -262,6 +262,10 @@ impl Store for PostgresStore {
 
     async fn list_tasks(&self, user_id: &str, query: &TaskQuery) -> Result<Vec<Task>> {
         tasks::list(&self.client().await?, user_id, query).await
+    }
+
+    async fn list_tasks_json(&self, user_id: &str, query: &TaskQuery) -> Result<TaskPageJson> {
+        tasks::list_json(&self.client().await?, user_id, query).await
     }
 
     async fn spawn_next_occurrence(

@@ -11,12 +11,14 @@ use uuid::Uuid;
 
 use super::events::{EVENT_VALUES, NEXT_POS};
 use super::rows::{self, SortTime, TASK_COLUMNS};
-use crate::{Result, StoreError};
+use crate::{Result, StoreError, TaskPageJson};
 
 /// Parameters of a task write after the event's six (`$7` on), in the order of
 /// [`SET_COLUMNS`] then [`IDENTITY_COLUMNS`].
 pub(super) struct TaskParams<'t> {
     task: &'t Task,
+    /// The task's JSON, as served.
+    doc: String,
     title_key: String,
     search_text: String,
     priority: i16,
@@ -26,7 +28,7 @@ pub(super) struct TaskParams<'t> {
 }
 
 /// The columns a write sets from a task's changeable state, with their types.
-const SET_COLUMNS: [(&str, &str); 15] = [
+const SET_COLUMNS: [(&str, &str); 16] = [
     ("title", "text"),
     ("title_key", "text"),
     ("description", "text"),
@@ -42,6 +44,7 @@ const SET_COLUMNS: [(&str, &str); 15] = [
     ("recurrence_anchor_day", "smallint"),
     ("version", "bigint"),
     ("updated_at", "timestamptz"),
+    ("doc", "text"),
 ];
 
 /// The columns only an insert sets.
@@ -57,8 +60,12 @@ const FIRST: usize = 7;
 
 impl<'t> TaskParams<'t> {
     pub(super) fn new(task: &'t Task) -> Self {
+        let mut doc = Vec::with_capacity(512);
+        task.write_json(&mut doc);
         TaskParams {
             task,
+            // write_json writes UTF-8 only.
+            doc: String::from_utf8(doc).unwrap_or_default(),
             title_key: task.title_key(),
             search_text: task.search_text(),
             priority: task.priority.rank() as i16,
@@ -72,7 +79,7 @@ impl<'t> TaskParams<'t> {
         }
     }
 
-    fn settable(&self) -> [&(dyn ToSql + Sync); 15] {
+    fn settable(&self) -> [&(dyn ToSql + Sync); 16] {
         [
             &self.task.title,
             &self.title_key,
@@ -89,6 +96,7 @@ impl<'t> TaskParams<'t> {
             &self.anchor_day,
             &self.task.version,
             &self.task.updated_at,
+            &self.doc,
         ]
     }
 
@@ -142,7 +150,7 @@ pub(super) static INSERT: std::sync::LazyLock<String> = std::sync::LazyLock::new
     )
 });
 
-/// Replaces the task at `$24` version, appending its event only if it did.
+/// Replaces the task at `$25` version, appending its event only if it did.
 pub(super) static UPDATE: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
     let sets = SET_COLUMNS
         .iter()
@@ -168,7 +176,7 @@ pub(super) static DELETE: std::sync::LazyLock<String> = std::sync::LazyLock::new
     )
 });
 
-/// Claims parent `$26`'s next occurrence for the task, inserting it and its event only if
+/// Claims parent `$27`'s next occurrence for the task, inserting it and its event only if
 /// no occurrence was claimed before.
 pub(super) static SPAWN: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
     let (names, values) = insert_lists();
@@ -316,7 +324,46 @@ pub(super) async fn list(
     user_id: &str,
     query: &TaskQuery,
 ) -> Result<Vec<Task>> {
-    let mut sql = format!("SELECT {TASK_COLUMNS} FROM tasks WHERE user_id = $1");
+    list_rows(client, user_id, query, TASK_COLUMNS)
+        .await?
+        .iter()
+        .map(rows::task)
+        .collect()
+}
+
+/// The page [`list`] returns, as JSON copied from the `doc` column. A page holding a task
+/// without one (written before the column existed) is rendered from the columns instead.
+pub(super) async fn list_json(
+    client: &deadpool_postgres::Client,
+    user_id: &str,
+    query: &TaskQuery,
+) -> Result<TaskPageJson> {
+    let rows = list_rows(client, user_id, query, "doc").await?;
+    let limit = usize::try_from(query.limit).unwrap_or(usize::MAX);
+    let mut page = TaskPageJson::default();
+    let mut last = 0;
+    for row in &rows {
+        let Some(doc) = row.try_get::<_, Option<&str>>(0)? else {
+            let tasks = list(client, user_id, query).await?;
+            return Ok(TaskPageJson::from_tasks(&tasks, query.limit));
+        };
+        if page.count == limit {
+            page.last = Some(String::from_utf8_lossy(&page.items[last..]).into_owned());
+            break;
+        }
+        last = page.push_with(|out| out.extend_from_slice(doc.as_bytes()));
+    }
+    Ok(page)
+}
+
+/// The rows of one page, selecting `columns`.
+async fn list_rows(
+    client: &deadpool_postgres::Client,
+    user_id: &str,
+    query: &TaskQuery,
+    columns: &str,
+) -> Result<Vec<tokio_postgres::Row>> {
+    let mut sql = format!("SELECT {columns} FROM tasks WHERE user_id = $1");
     let mut args: Vec<Param> = vec![(Box::new(user_id.to_owned()), Type::TEXT)];
     let arg = |args: &mut Vec<Param>, value: Param| {
         args.push(value);
@@ -394,7 +441,7 @@ pub(super) async fn list(
         let params: Vec<&(dyn ToSql + Sync)> = args.iter().map(|(v, _)| &**v as _).collect();
         client.query(&stmt, &params).await?
     };
-    rows.iter().map(rows::task).collect()
+    Ok(rows)
 }
 
 #[cfg(test)]
@@ -410,9 +457,11 @@ mod tests {
 
     #[test]
     fn write_statements_number_their_parameters_in_order() {
-        assert!(INSERT.contains("$25::timestamptz"));
-        assert!(!INSERT.contains("$26"));
-        assert!(UPDATE.contains("version = $24 RETURNING") || UPDATE.contains("version = $24\n"));
-        assert!(SPAWN.contains("$26::uuid, $22::uuid, $25::timestamptz"));
+        assert!(INSERT.contains("$22::text, $23::uuid"));
+        assert!(INSERT.contains("$26::timestamptz"));
+        assert!(!INSERT.contains("$27"));
+        assert!(UPDATE.contains("doc = $22::text WHERE id = $23"));
+        assert!(UPDATE.contains("version = $25 RETURNING") || UPDATE.contains("version = $25\n"));
+        assert!(SPAWN.contains("$27::uuid, $23::uuid, $26::timestamptz"));
     }
 }

@@ -21,12 +21,13 @@ fn migrations() -> Migrations<'static> {
         M::up(include_str!(
             "../../migrations/sqlite/0005_reminder_traceparent.sql"
         )),
+        M::up(include_str!("../../migrations/sqlite/0006_task_json.sql")),
     ];
     Migrations::from_slice(ALL)
 }
 
 /// How many migrations this build knows.
-pub(super) const LATEST: i64 = 5;
+pub(super) const LATEST: i64 = 6;
 
 /// Brings the schema up to date.
 pub(super) fn to_latest(conn: &mut Connection) -> Result<()> {

@@ -29,7 +29,7 @@ use uuid::Uuid;
 
 use crate::{
     AuditQuery, DeadLetter, EventLog, LogRead, PageQuery, Planned, PoolState, Result, Store,
-    StoreError, StoredDeadLetter, TailRead, WebhookDelivery, WebhookOutcome,
+    StoreError, StoredDeadLetter, TailRead, TaskPageJson, WebhookDelivery, WebhookOutcome,
 };
 use checkpoint::Checkpointer;
 use conn::{Options, Readers};
@@ -211,6 +211,14 @@ impl Store for SqliteStore {
         let query = query.clone();
         self.readers
             .read(move |c| tasks::list(c, &user_id, &query))
+            .await
+    }
+
+    async fn list_tasks_json(&self, user_id: &str, query: &TaskQuery) -> Result<TaskPageJson> {
+        let user_id = user_id.to_owned();
+        let query = query.clone();
+        self.readers
+            .read(move |c| tasks::list_json(c, &user_id, &query))
             .await
     }
 

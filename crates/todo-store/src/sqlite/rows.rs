@@ -58,6 +58,14 @@ pub(crate) fn opt_time_at(row: &Row<'_>, i: usize) -> Result<Option<Timestamp>> 
     opt_time(row.get(i)?)
 }
 
+/// The tags column: a JSON array of strings, most often empty.
+fn tags(raw: &str) -> Result<Vec<String>> {
+    if raw == "[]" {
+        return Ok(Vec::new());
+    }
+    Ok(serde_json::from_str(raw)?)
+}
+
 /// A task from a row selected with [`TASK_COLUMNS`].
 pub(crate) fn task(row: &Row<'_>) -> Result<Task> {
     let recurrence = match (
@@ -81,7 +89,7 @@ pub(crate) fn task(row: &Row<'_>) -> Result<Task> {
         completed_at: opt_time_at(row, 5)?,
         priority: Priority::from_rank(priority)
             .ok_or_else(|| StoreError::Corrupt(format!("bad priority {priority}")))?,
-        tags: serde_json::from_str(row.get_ref(7)?.as_str()?)?,
+        tags: tags(row.get_ref(7)?.as_str()?)?,
         due_at: opt_time_at(row, 8)?,
         remind_before_minutes: row.get(9)?,
         recurrence,

@@ -9,7 +9,7 @@ use todo_domain::{Task, TaskQuery};
 use uuid::Uuid;
 
 use super::rows::{self, TASK_COLUMNS};
-use crate::{Result, StoreError};
+use crate::{Result, StoreError, TaskPageJson};
 
 fn micros(t: Option<todo_domain::time::Timestamp>) -> Option<i64> {
     t.map(|t| t.timestamp_micros())
@@ -18,9 +18,11 @@ fn micros(t: Option<todo_domain::time::Timestamp>) -> Option<i64> {
 /// The columns a write sets from a task's changeable state, computed once, in the order
 /// of [`Settable::params`]: `title, title_key, description, search_text, completed,
 /// completed_at, priority, tags, due_at, remind_before_minutes, recurrence_frequency,
-/// recurrence_interval, recurrence_anchor_day, version, updated_at`.
+/// recurrence_interval, recurrence_anchor_day, version, updated_at, doc`.
 struct Settable<'t> {
     task: &'t Task,
+    /// The task's JSON, as served.
+    doc: String,
     title_key: String,
     search_text: String,
     tags: String,
@@ -35,8 +37,12 @@ struct Settable<'t> {
 
 impl<'t> Settable<'t> {
     fn new(task: &'t Task) -> Self {
+        let mut doc = Vec::with_capacity(512);
+        task.write_json(&mut doc);
         Settable {
             task,
+            // write_json writes UTF-8 only.
+            doc: String::from_utf8(doc).unwrap_or_default(),
             title_key: task.title_key(),
             search_text: task.search_text(),
             tags: serde_json::to_string(&task.tags).unwrap_or_else(|_| "[]".into()),
@@ -50,7 +56,7 @@ impl<'t> Settable<'t> {
         }
     }
 
-    fn params(&self) -> [&dyn ToSql; 15] {
+    fn params(&self) -> [&dyn ToSql; 16] {
         [
             &self.task.title,
             &self.title_key,
@@ -67,6 +73,7 @@ impl<'t> Settable<'t> {
             &self.anchor_day,
             &self.task.version,
             &self.updated_at,
+            &self.doc,
         ]
     }
 }
@@ -84,8 +91,8 @@ pub(super) fn insert(conn: &Connection, task: &Task) -> Result<()> {
     conn.prepare_cached(
         "INSERT INTO tasks (title, title_key, description, search_text, completed, completed_at,
             priority, tags, due_at, remind_before_minutes, recurrence_frequency, recurrence_interval,
-            recurrence_anchor_day, version, updated_at, id, user_id, parent_task_id, created_at)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            recurrence_anchor_day, version, updated_at, doc, id, user_id, parent_task_id, created_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
     )?
     .execute(params_from_iter(settable.params().into_iter().chain(identity)))?;
     Ok(())
@@ -122,7 +129,7 @@ pub(super) fn update(conn: &Connection, task: &Task, expected_version: i64) -> R
             "UPDATE tasks SET title = ?, title_key = ?, description = ?, search_text = ?, completed = ?,
                 completed_at = ?, priority = ?, tags = ?, due_at = ?, remind_before_minutes = ?,
                 recurrence_frequency = ?, recurrence_interval = ?, recurrence_anchor_day = ?,
-                version = ?, updated_at = ?
+                version = ?, updated_at = ?, doc = ?
              WHERE id = ? AND user_id = ? AND version = ?",
         )?
         .execute(params_from_iter(
@@ -195,8 +202,9 @@ fn key_value(key: &CursorKey) -> Value {
     }
 }
 
-pub(super) fn list(conn: &Connection, user_id: &str, query: &TaskQuery) -> Result<Vec<Task>> {
-    let mut sql = format!("SELECT {TASK_COLUMNS} FROM tasks WHERE user_id = ?");
+/// The list query for `query`, selecting `columns`, with its arguments.
+fn list_sql(user_id: &str, query: &TaskQuery, columns: &str) -> (String, Vec<Value>) {
+    let mut sql = format!("SELECT {columns} FROM tasks WHERE user_id = ?");
     let mut args: Vec<Value> = vec![Value::Text(user_id.to_owned())];
     match query.status {
         StatusFilter::All => {}
@@ -239,6 +247,42 @@ pub(super) fn list(conn: &Connection, user_id: &str, query: &TaskQuery) -> Resul
     }
     sql.push_str(&format!(" ORDER BY {expr} {dir}, id {dir} LIMIT ?"));
     args.push(Value::Integer(query.limit + 1));
+    (sql, args)
+}
+
+pub(super) fn list(conn: &Connection, user_id: &str, query: &TaskQuery) -> Result<Vec<Task>> {
+    let (sql, args) = list_sql(user_id, query, TASK_COLUMNS);
     let mut stmt = conn.prepare_cached(&sql)?;
     rows::collect(stmt.query(params_from_iter(args))?, rows::task)
+}
+
+/// The page [`list`] returns, as JSON copied from the `doc` column. A page holding a task
+/// without one (written before the column existed) is rendered from the columns instead.
+pub(super) fn list_json(
+    conn: &Connection,
+    user_id: &str,
+    query: &TaskQuery,
+) -> Result<TaskPageJson> {
+    let (sql, args) = list_sql(user_id, query, "doc");
+    let limit = usize::try_from(query.limit).unwrap_or(usize::MAX);
+    let mut page = TaskPageJson::default();
+    let mut last = 0;
+    {
+        let mut stmt = conn.prepare_cached(&sql)?;
+        let mut rows = stmt.query(params_from_iter(args))?;
+        while let Some(row) = rows.next()? {
+            let Some(doc) = row.get_ref(0)?.as_str_or_null()? else {
+                return Ok(TaskPageJson::from_tasks(
+                    &list(conn, user_id, query)?,
+                    query.limit,
+                ));
+            };
+            if page.count == limit {
+                page.last = Some(String::from_utf8_lossy(&page.items[last..]).into_owned());
+                break;
+            }
+            last = page.push_with(|out| out.extend_from_slice(doc.as_bytes()));
+        }
+    }
+    Ok(page)
 }
