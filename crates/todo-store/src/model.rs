@@ -255,15 +255,26 @@ pub struct PoolState {
     pub waiting: i64,
 }
 
-/// A page of tasks as JSON ([`crate::Store::list_tasks_json`]).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// A page of tasks as JSON ([`crate::Store::list_tasks_json`]), built in the buffer the
+/// response is sent from: it starts with the page object's opening, `{"items":[`, then the
+/// tasks' JSON objects, comma-separated; [`TaskPageJson::finish`] closes it with the next
+/// cursor, so a page's bytes are written once and never copied into another buffer.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TaskPageJson {
-    /// The tasks' JSON objects, comma-separated, without the enclosing brackets.
-    pub items: Vec<u8>,
-    /// How many tasks `items` holds.
+    json: Vec<u8>,
+    /// How many tasks the page holds.
     pub count: usize,
     /// When more tasks follow the page: the JSON of its last task (the next cursor's).
     pub last: Option<String>,
+}
+
+/// How every page begins.
+const PAGE_OPENING: &[u8] = b"{\"items\":[";
+
+impl Default for TaskPageJson {
+    fn default() -> Self {
+        TaskPageJson::with_capacity(0)
+    }
 }
 
 impl TaskPageJson {
@@ -271,25 +282,80 @@ impl TaskPageJson {
     /// returns them: the first `limit` are rendered, and an extra one means more remain.
     pub fn from_tasks(rows: &[Task], limit: i64) -> Self {
         let limit = usize::try_from(limit).unwrap_or(usize::MAX);
-        let mut page = TaskPageJson::default();
+        let mut page = TaskPageJson::with_capacity(limit.min(rows.len()));
         let mut last = 0;
         for task in rows.iter().take(limit) {
             last = page.push_with(|out| task.write_json(out));
         }
         if rows.len() > limit && page.count > 0 {
-            page.last = Some(String::from_utf8_lossy(&page.items[last..]).into_owned());
+            page.last = Some(String::from_utf8_lossy(&page.json[last..]).into_owned());
         }
         page
     }
 
-    /// Appends one task's JSON, written by `write`; returns where it starts in `items`.
+    /// An empty page with room for about `tasks` tasks.
+    pub fn with_capacity(tasks: usize) -> Self {
+        let mut json = Vec::with_capacity(tasks.min(1000) * 512 + 256);
+        json.extend_from_slice(PAGE_OPENING);
+        TaskPageJson {
+            json,
+            count: 0,
+            last: None,
+        }
+    }
+
+    /// Appends one task's JSON, written by `write`; returns where it starts.
     pub fn push_with(&mut self, write: impl FnOnce(&mut Vec<u8>)) -> usize {
         if self.count > 0 {
-            self.items.push(b',');
+            self.json.push(b',');
         }
-        let start = self.items.len();
-        write(&mut self.items);
+        let start = self.json.len();
+        write(&mut self.json);
         self.count += 1;
         start
+    }
+
+    /// The JSON of the task at `start` to the end: the last one pushed.
+    pub fn since(&self, start: usize) -> String {
+        String::from_utf8_lossy(&self.json[start..]).into_owned()
+    }
+
+    /// The tasks' JSON objects, comma-separated.
+    pub fn items(&self) -> &[u8] {
+        &self.json[PAGE_OPENING.len()..]
+    }
+
+    /// The whole page: `{"items":[...],"next_cursor":...}`.
+    pub fn finish(mut self, next_cursor: Option<&str>) -> Vec<u8> {
+        self.json.extend_from_slice(b"],\"next_cursor\":");
+        match next_cursor {
+            // Writing into a Vec cannot fail.
+            Some(cursor) => drop(serde_json::to_writer(&mut self.json, cursor)),
+            None => self.json.extend_from_slice(b"null"),
+        }
+        self.json.push(b'}');
+        self.json
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::TaskPageJson;
+
+    #[test]
+    fn a_page_closes_with_its_cursor_or_null() {
+        let mut page = TaskPageJson::default();
+        assert_eq!(
+            page.clone().finish(None),
+            br#"{"items":[],"next_cursor":null}"#
+        );
+        page.push_with(|out| out.extend_from_slice(br#"{"id":1}"#));
+        let last = page.push_with(|out| out.extend_from_slice(br#"{"id":2}"#));
+        assert_eq!(page.items(), br#"{"id":1},{"id":2}"#);
+        assert_eq!(page.since(last), r#"{"id":2}"#);
+        assert_eq!(
+            page.finish(Some("a\"b")),
+            br#"{"items":[{"id":1},{"id":2}],"next_cursor":"a\"b"}"#
+        );
     }
 }

@@ -777,7 +777,7 @@ async fn page_through(
             .map(|t| serde_json::to_string(t).unwrap())
             .collect();
         prop_assert_eq!(
-            String::from_utf8(json.items.clone()).unwrap(),
+            String::from_utf8(json.items().to_vec()).unwrap(),
             rendered.join(",")
         );
         prop_assert_eq!(json.count, shown.len());

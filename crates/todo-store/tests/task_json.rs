@@ -37,7 +37,7 @@ async fn pages_match(store: &dyn Store) {
             .unwrap();
         let (items, last) = rendered(store, limit).await;
         assert_eq!(
-            String::from_utf8(json.items).unwrap(),
+            String::from_utf8(json.items().to_vec()).unwrap(),
             items,
             "limit {limit}"
         );

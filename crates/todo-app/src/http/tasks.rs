@@ -125,16 +125,7 @@ pub async fn list_tasks(
         }
         None => None,
     };
-    let mut body = Vec::with_capacity(page.items.len() + 128);
-    body.extend_from_slice(b"{\"items\":[");
-    body.extend_from_slice(&page.items);
-    body.extend_from_slice(b"],\"next_cursor\":");
-    match &next_cursor {
-        // Writing into a Vec cannot fail.
-        Some(cursor) => drop(serde_json::to_writer(&mut body, cursor)),
-        None => body.extend_from_slice(b"null"),
-    }
-    body.push(b'}');
+    let body = page.finish(next_cursor.as_deref());
     Ok(json(StatusCode::OK, body))
 }
 

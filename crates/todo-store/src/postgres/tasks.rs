@@ -340,7 +340,7 @@ pub(super) async fn list_json(
 ) -> Result<TaskPageJson> {
     let rows = list_rows(client, user_id, query, "doc").await?;
     let limit = usize::try_from(query.limit).unwrap_or(usize::MAX);
-    let mut page = TaskPageJson::default();
+    let mut page = TaskPageJson::with_capacity(limit);
     let mut last = 0;
     for row in &rows {
         let Some(doc) = row.try_get::<_, Option<&str>>(0)? else {
@@ -348,7 +348,7 @@ pub(super) async fn list_json(
             return Ok(TaskPageJson::from_tasks(&tasks, query.limit));
         };
         if page.count == limit {
-            page.last = Some(String::from_utf8_lossy(&page.items[last..]).into_owned());
+            page.last = Some(page.since(last));
             break;
         }
         last = page.push_with(|out| out.extend_from_slice(doc.as_bytes()));

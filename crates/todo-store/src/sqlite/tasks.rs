@@ -263,22 +263,26 @@ pub(super) fn list_json(
     user_id: &str,
     query: &TaskQuery,
 ) -> Result<TaskPageJson> {
-    let (sql, args) = list_sql(user_id, query, "doc");
+    // As a blob: SQLite hands a blob out where it lies in the page, while text is first
+    // copied to add a terminating NUL.
+    let (sql, args) = list_sql(user_id, query, "CAST(doc AS BLOB)");
     let limit = usize::try_from(query.limit).unwrap_or(usize::MAX);
-    let mut page = TaskPageJson::default();
+    let mut page = TaskPageJson::with_capacity(limit);
     let mut last = 0;
     {
         let mut stmt = conn.prepare_cached(&sql)?;
         let mut rows = stmt.query(params_from_iter(args))?;
         while let Some(row) = rows.next()? {
-            let Some(doc) = row.get_ref(0)?.as_str_or_null()? else {
+            let Some(doc) = row.get_ref(0)?.as_blob_or_null()? else {
                 return Ok(TaskPageJson::from_tasks(
                     &list(conn, user_id, query)?,
                     query.limit,
                 ));
             };
+            let doc = std::str::from_utf8(doc)
+                .map_err(|_| StoreError::Corrupt("a task's stored JSON is not UTF-8".into()))?;
             if page.count == limit {
-                page.last = Some(String::from_utf8_lossy(&page.items[last..]).into_owned());
+                page.last = Some(page.since(last));
                 break;
             }
             last = page.push_with(|out| out.extend_from_slice(doc.as_bytes()));
