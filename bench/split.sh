@@ -135,8 +135,33 @@ wrk_run() { # wrk_run MODE USER TOKEN IDS: prints the BENCH_RESULT line
   cat "$WORK/wrk-$1.txt" >&2
   grep '^BENCH_RESULT' "$WORK/wrk-$1.txt"
 }
+left() {
+  local total=0 name
+  total=$((total + $(metric_sum "http://$API" todo_outbox_backlog_events)))
+  for name in recurring notification audit sync; do
+    local port_var="PORT_$name"
+    total=$((total + $(metric_sum "http://127.0.0.1:${!port_var}" todo_consumer_lag_events)))
+  done
+  echo "$total"
+}
+# wait_drained: until the outbox and every consumer group read no lag (the gauges refresh
+# every second, so at least 2 s), at most 300 s; keeps one phase's backlog out of the next.
+wait_drained() {
+  local i lag=""
+  for ((i = 0; i < 300; i++)); do
+    lag=$(left)
+    if ((i >= 2)) && [[ $lag == 0 ]]; then
+      echo "drained (lag 0) after ${i} s" >&2
+      return 0
+    fi
+    sleep 1
+  done
+  echo "still lagging ($lag events) after 300 s" >&2
+}
+
 log "seed $SEED_COUNT tasks for the get workload"
 run "$LATENCY" --addr "$API" seed --user bench --count "$SEED_COUNT" --ids-out "$WORK/ids.txt" >"$WORK/seed.txt"
+wait_drained
 
 log "wrk: create (api process)"
 RELAYED0=$(metric_sum "http://$API" todo_events_relayed_total)
@@ -153,15 +178,6 @@ RELAY_RATE=$(calc '(b - a) / 2 / ((t1 - t0) / 1e9)' a="$RELAYED0" b="$RELAYED1" 
 # 10 s: the value read 2 s after the stop, and the first reading of 0 that is at least 2 s
 # after the stop (so it reflects a moment after the stop). Independently, and exactly: when
 # the audit log (one consumer group's effect, read from the database) holds every task.
-left() {
-  local total=0 name
-  total=$((total + $(metric_sum "http://$API" todo_outbox_backlog_events)))
-  for name in recurring notification audit sync; do
-    local port_var="PORT_$name"
-    total=$((total + $(metric_sum "http://127.0.0.1:${!port_var}" todo_consumer_lag_events)))
-  done
-  echo "$total"
-}
 CREATED=$(psql -tA "$PG" -c "SELECT count(*) FROM tasks WHERE user_id = 'bench-create'")
 LAG_AT_2="?" LAG_ZERO_AT="not within 10 s" AUDIT_DONE_AT="not within 10 s"
 while :; do
@@ -184,9 +200,11 @@ while :; do
 done
 echo "after the creates: lag read 2 s after the stop $LAG_AT_2; first zero $LAG_ZERO_AT; audit log complete $AUDIT_DONE_AT" >&2
 
+wait_drained
 log "wrk: get by id (api process)"
 GET=$(wrk_run get bench "$(token bench)" "$WORK/ids.txt")
 
+wait_drained
 # --- event latencies through Kafka --------------------------------------------------------
 log "event latencies through Kafka: API -> WebSocket ($CREATES), completion -> next occurrence ($RECURRING)"
 run "$LATENCY" --addr "$API" --ws-addr "$SYNC" events --user bench-events --creates "$CREATES" \

@@ -156,7 +156,7 @@ impl Store for SqliteStore {
     }
 
     async fn insert_task(&self, task: &Task, event: &CloudEvent) -> Result<()> {
-        let task = task.clone();
+        let task = tasks::Rendered::new(task);
         let event = OutboxRow::new(event)?;
         self.writer
             .write(move |ctx| {
@@ -179,7 +179,7 @@ impl Store for SqliteStore {
         expected_version: i64,
         event: &CloudEvent,
     ) -> Result<()> {
-        let task = task.clone();
+        let task = tasks::Rendered::new(task);
         let event = OutboxRow::new(event)?;
         self.writer
             .write(move |ctx| {
@@ -228,11 +228,12 @@ impl Store for SqliteStore {
         next: &Task,
         event: &CloudEvent,
     ) -> Result<bool> {
-        let next = next.clone();
+        let next = tasks::Rendered::new(next);
         let event = OutboxRow::new(event)?;
         self.writer
             .write(move |ctx| {
-                let claimed = tasks::claim_spawn(ctx.conn, parent_id, next.id, next.created_at)?;
+                let claimed =
+                    tasks::claim_spawn(ctx.conn, parent_id, next.task.id, next.task.created_at)?;
                 if claimed {
                     tasks::insert(ctx.conn, &next)?;
                     events::append(ctx, &event)?;

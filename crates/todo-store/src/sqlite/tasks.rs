@@ -15,6 +15,26 @@ fn micros(t: Option<todo_domain::time::Timestamp>) -> Option<i64> {
     t.map(|t| t.timestamp_micros())
 }
 
+/// A task to write, with its JSON rendered by the caller: the writer thread, which every
+/// write waits for, then only runs SQL.
+pub(super) struct Rendered {
+    pub(super) task: Task,
+    /// The task's JSON, as served (the `doc` column).
+    doc: String,
+}
+
+impl Rendered {
+    pub(super) fn new(task: &Task) -> Self {
+        let mut doc = Vec::with_capacity(512);
+        task.write_json(&mut doc);
+        Rendered {
+            task: task.clone(),
+            // write_json writes UTF-8 only.
+            doc: String::from_utf8(doc).unwrap_or_default(),
+        }
+    }
+}
+
 /// The columns a write sets from a task's changeable state, computed once, in the order
 /// of [`Settable::params`]: `title, title_key, description, search_text, completed,
 /// completed_at, priority, tags, due_at, remind_before_minutes, recurrence_frequency,
@@ -22,7 +42,7 @@ fn micros(t: Option<todo_domain::time::Timestamp>) -> Option<i64> {
 struct Settable<'t> {
     task: &'t Task,
     /// The task's JSON, as served.
-    doc: String,
+    doc: &'t str,
     title_key: String,
     search_text: String,
     tags: String,
@@ -36,13 +56,11 @@ struct Settable<'t> {
 }
 
 impl<'t> Settable<'t> {
-    fn new(task: &'t Task) -> Self {
-        let mut doc = Vec::with_capacity(512);
-        task.write_json(&mut doc);
+    fn new(rendered: &'t Rendered) -> Self {
+        let task = &rendered.task;
         Settable {
             task,
-            // write_json writes UTF-8 only.
-            doc: String::from_utf8(doc).unwrap_or_default(),
+            doc: &rendered.doc,
             title_key: task.title_key(),
             search_text: task.search_text(),
             tags: serde_json::to_string(&task.tags).unwrap_or_else(|_| "[]".into()),
@@ -78,7 +96,8 @@ impl<'t> Settable<'t> {
     }
 }
 
-pub(super) fn insert(conn: &Connection, task: &Task) -> Result<()> {
+pub(super) fn insert(conn: &Connection, rendered: &Rendered) -> Result<()> {
+    let task = &rendered.task;
     let mut id = Uuid::encode_buffer();
     let mut parent = Uuid::encode_buffer();
     let id = &*task.id.hyphenated().encode_lower(&mut id);
@@ -86,7 +105,7 @@ pub(super) fn insert(conn: &Connection, task: &Task) -> Result<()> {
         .parent_task_id
         .map(|p| &*p.hyphenated().encode_lower(&mut parent));
     let created_at = task.created_at.timestamp_micros();
-    let settable = Settable::new(task);
+    let settable = Settable::new(rendered);
     let identity: [&dyn ToSql; 4] = [&id, &task.user_id, &parent, &created_at];
     conn.prepare_cached(
         "INSERT INTO tasks (title, title_key, description, search_text, completed, completed_at,
@@ -121,7 +140,8 @@ fn miss(conn: &Connection, user_id: &str, id: &str) -> StoreError {
     }
 }
 
-pub(super) fn update(conn: &Connection, task: &Task, expected_version: i64) -> Result<()> {
+pub(super) fn update(conn: &Connection, rendered: &Rendered, expected_version: i64) -> Result<()> {
+    let task = &rendered.task;
     let mut buf = Uuid::encode_buffer();
     let id = &*task.id.hyphenated().encode_lower(&mut buf);
     let changed = conn
@@ -133,7 +153,7 @@ pub(super) fn update(conn: &Connection, task: &Task, expected_version: i64) -> R
              WHERE id = ? AND user_id = ? AND version = ?",
         )?
         .execute(params_from_iter(
-            Settable::new(task).params().into_iter().chain([
+            Settable::new(rendered).params().into_iter().chain([
                 &id as &dyn ToSql,
                 &task.user_id,
                 &expected_version,
