@@ -132,6 +132,14 @@ impl Task {
             .or_else(|| self.due_at.map(|due| due.day()))
     }
 
+    /// The task's JSON as [`Task::write_json`] writes it.
+    pub fn to_json(&self) -> String {
+        let mut out = Vec::with_capacity(512);
+        self.write_json(&mut out);
+        // Only UTF-8 is written: string fields are copied or escaped, the rest is ASCII.
+        String::from_utf8(out).unwrap_or_default()
+    }
+
     /// Appends the task's JSON to `out`: the same bytes as `serde_json::to_writer`, written
     /// directly. Lists render hundreds of tasks per page, and this skips the serializer's
     /// generic machinery and the escaping scan of values that cannot need escaping (ids,

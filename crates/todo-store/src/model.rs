@@ -266,58 +266,60 @@ pub struct TaskPageJson {
     pub count: usize,
     /// When more tasks follow the page: the JSON of its last task (the next cursor's).
     pub last: Option<String>,
+    /// Tasks the page takes.
+    limit: usize,
+    /// Where the last task pushed starts in `json`.
+    last_start: usize,
 }
 
 /// How every page begins.
 const PAGE_OPENING: &[u8] = b"{\"items\":[";
 
-impl Default for TaskPageJson {
-    fn default() -> Self {
-        TaskPageJson::with_capacity(0)
-    }
-}
-
 impl TaskPageJson {
     /// Builds the page from `rows`, up to `limit + 1` tasks as [`crate::Store::list_tasks`]
     /// returns them: the first `limit` are rendered, and an extra one means more remain.
     pub fn from_tasks(rows: &[Task], limit: i64) -> Self {
-        let limit = usize::try_from(limit).unwrap_or(usize::MAX);
-        let mut page = TaskPageJson::with_capacity(limit.min(rows.len()));
-        let mut last = 0;
-        for task in rows.iter().take(limit) {
-            last = page.push_with(|out| task.write_json(out));
-        }
-        if rows.len() > limit && page.count > 0 {
-            page.last = Some(String::from_utf8_lossy(&page.json[last..]).into_owned());
+        let mut page = TaskPageJson::for_limit(limit);
+        for task in rows {
+            if !page.offer(|out| task.write_json(out)) {
+                break;
+            }
         }
         page
     }
 
-    /// An empty page with room for about `tasks` tasks.
-    pub fn with_capacity(tasks: usize) -> Self {
-        let mut json = Vec::with_capacity(tasks.min(1000) * 512 + 256);
+    /// An empty page of at most `limit` tasks.
+    pub fn for_limit(limit: i64) -> Self {
+        let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+        let mut json = Vec::with_capacity(limit.min(1000) * 512 + 256);
         json.extend_from_slice(PAGE_OPENING);
         TaskPageJson {
             json,
             count: 0,
             last: None,
+            limit,
+            last_start: 0,
         }
     }
 
-    /// Appends one task's JSON, written by `write`; returns where it starts.
-    pub fn push_with(&mut self, write: impl FnOnce(&mut Vec<u8>)) -> usize {
+    /// Offers the next task in list order, written by `write`: taken while the page has
+    /// room; one offered to a full page is not written, and only tells that more remain
+    /// (the page's last task becomes [`TaskPageJson::last`]). Returns whether to go on.
+    pub fn offer(&mut self, write: impl FnOnce(&mut Vec<u8>)) -> bool {
+        if self.count == self.limit {
+            if self.count > 0 {
+                self.last =
+                    Some(String::from_utf8_lossy(&self.json[self.last_start..]).into_owned());
+            }
+            return false;
+        }
         if self.count > 0 {
             self.json.push(b',');
         }
-        let start = self.json.len();
+        self.last_start = self.json.len();
         write(&mut self.json);
         self.count += 1;
-        start
-    }
-
-    /// The JSON of the task at `start` to the end: the last one pushed.
-    pub fn since(&self, start: usize) -> String {
-        String::from_utf8_lossy(&self.json[start..]).into_owned()
+        true
     }
 
     /// The tasks' JSON objects, comma-separated.
@@ -344,15 +346,14 @@ mod tests {
 
     #[test]
     fn a_page_closes_with_its_cursor_or_null() {
-        let mut page = TaskPageJson::default();
-        assert_eq!(
-            page.clone().finish(None),
-            br#"{"items":[],"next_cursor":null}"#
-        );
-        page.push_with(|out| out.extend_from_slice(br#"{"id":1}"#));
-        let last = page.push_with(|out| out.extend_from_slice(br#"{"id":2}"#));
+        let empty = TaskPageJson::for_limit(2);
+        assert_eq!(empty.finish(None), br#"{"items":[],"next_cursor":null}"#);
+        let mut page = TaskPageJson::for_limit(2);
+        assert!(page.offer(|out| out.extend_from_slice(br#"{"id":1}"#)));
+        assert!(page.offer(|out| out.extend_from_slice(br#"{"id":2}"#)));
+        assert!(!page.offer(|_| unreachable!("a full page writes no more")));
         assert_eq!(page.items(), br#"{"id":1},{"id":2}"#);
-        assert_eq!(page.since(last), r#"{"id":2}"#);
+        assert_eq!(page.last.as_deref(), Some(r#"{"id":2}"#));
         assert_eq!(
             page.finish(Some("a\"b")),
             br#"{"items":[{"id":1},{"id":2}],"next_cursor":"a\"b"}"#

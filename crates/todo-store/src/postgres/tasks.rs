@@ -60,12 +60,9 @@ const FIRST: usize = 7;
 
 impl<'t> TaskParams<'t> {
     pub(super) fn new(task: &'t Task) -> Self {
-        let mut doc = Vec::with_capacity(512);
-        task.write_json(&mut doc);
         TaskParams {
             task,
-            // write_json writes UTF-8 only.
-            doc: String::from_utf8(doc).unwrap_or_default(),
+            doc: task.to_json(),
             title_key: task.title_key(),
             search_text: task.search_text(),
             priority: task.priority.rank() as i16,
@@ -339,19 +336,15 @@ pub(super) async fn list_json(
     query: &TaskQuery,
 ) -> Result<TaskPageJson> {
     let rows = list_rows(client, user_id, query, "doc").await?;
-    let limit = usize::try_from(query.limit).unwrap_or(usize::MAX);
-    let mut page = TaskPageJson::with_capacity(limit);
-    let mut last = 0;
+    let mut page = TaskPageJson::for_limit(query.limit);
     for row in &rows {
         let Some(doc) = row.try_get::<_, Option<&str>>(0)? else {
             let tasks = list(client, user_id, query).await?;
             return Ok(TaskPageJson::from_tasks(&tasks, query.limit));
         };
-        if page.count == limit {
-            page.last = Some(page.since(last));
+        if !page.offer(|out| out.extend_from_slice(doc.as_bytes())) {
             break;
         }
-        last = page.push_with(|out| out.extend_from_slice(doc.as_bytes()));
     }
     Ok(page)
 }

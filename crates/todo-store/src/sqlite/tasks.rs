@@ -25,12 +25,9 @@ pub(super) struct Rendered {
 
 impl Rendered {
     pub(super) fn new(task: &Task) -> Self {
-        let mut doc = Vec::with_capacity(512);
-        task.write_json(&mut doc);
         Rendered {
             task: task.clone(),
-            // write_json writes UTF-8 only.
-            doc: String::from_utf8(doc).unwrap_or_default(),
+            doc: task.to_json(),
         }
     }
 }
@@ -286,9 +283,7 @@ pub(super) fn list_json(
     // As a blob: SQLite hands a blob out where it lies in the page, while text is first
     // copied to add a terminating NUL.
     let (sql, args) = list_sql(user_id, query, "CAST(doc AS BLOB)");
-    let limit = usize::try_from(query.limit).unwrap_or(usize::MAX);
-    let mut page = TaskPageJson::with_capacity(limit);
-    let mut last = 0;
+    let mut page = TaskPageJson::for_limit(query.limit);
     {
         let mut stmt = conn.prepare_cached(&sql)?;
         let mut rows = stmt.query(params_from_iter(args))?;
@@ -301,11 +296,9 @@ pub(super) fn list_json(
             };
             let doc = std::str::from_utf8(doc)
                 .map_err(|_| StoreError::Corrupt("a task's stored JSON is not UTF-8".into()))?;
-            if page.count == limit {
-                page.last = Some(page.since(last));
+            if !page.offer(|out| out.extend_from_slice(doc.as_bytes())) {
                 break;
             }
-            last = page.push_with(|out| out.extend_from_slice(doc.as_bytes()));
         }
     }
     Ok(page)
