@@ -382,8 +382,12 @@ limit_row() { # LABEL VALUE UNIT LIMIT DETAIL
   throughput_row "GET task by id" get 50 5
   throughput_row "POST create (durable)" create 20 20
   throughput_row "GET filtered list ($LIST_QUERY)" list 10 20
-  printf '| Mix 70 %% get / 20 %% PUT / 10 %% complete | %.0f | %s %% | %s | %s | %s | | |\n' "${RPS[mix]}" \
-    "$(calc '100 * a / b' a="${RPS[mix]}" b="$HZ")" "${P50[mix]}" "${P99[mix]}" "${ERRS[mix]}"
+  mix_ok=1 mix_why=()
+  le "${P99[mix]}" 10 || { mix_ok=0; mix_why+=("p99 ${P99[mix]} ms > 10 ms"); }
+  [[ ${ERRS[mix]} == 0 ]] || { mix_ok=0; mix_why+=("${ERRS[mix]} errors"); }
+  verdict "$mix_ok" "$(IFS=';'; echo "${mix_why[*]}")"
+  printf '| Mix 70 %% get / 20 %% PUT / 10 %% complete | %.0f | %s %% | %s | %s | %s | p99 ≤ 10 ms | %s |\n' "${RPS[mix]}" \
+    "$(calc '100 * a / b' a="${RPS[mix]}" b="$HZ")" "${P50[mix]}" "${P99[mix]}" "${ERRS[mix]}" "$VERDICT"
   echo
   echo "| wrk phase | load average (1/5/15 min) at start | CPU cores used: server / whole machine (of $(nproc)) | server CPU µs per request | server context switches per request |"
   echo "| --- | --- | --- | ---: | ---: |"

@@ -15,7 +15,7 @@ use rusqlite::{Connection, OpenFlags};
 use crate::{Result, StoreError};
 
 /// How long a connection waits for another process's write lock before giving up.
-const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+pub(super) const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Statements kept prepared per connection (each distinct SQL text is one).
 const STATEMENT_CACHE: usize = 128;
@@ -165,6 +165,16 @@ impl Readers {
             size,
             idle,
             waiting: self.waiting.load(Ordering::Relaxed).max(0),
+        }
+    }
+
+    /// Ends every snapshot kept on a connection nobody is using, up to date or not: after a
+    /// checkpoint, so that none holds the log back from starting over.
+    pub(super) fn release_all_idle(&self) {
+        for slot in &self.conns {
+            if let Ok(mut slot) = slot.try_lock() {
+                slot.end_snapshot();
+            }
         }
     }
 

@@ -105,16 +105,18 @@ impl SqliteStore {
         let readers = Readers::new(options.clone(), READERS, Arc::clone(&commits));
         let checkpointer =
             Checkpointer::start(options.clone(), Arc::clone(&commits), Arc::clone(&readers))?;
-        let stale = Arc::clone(&readers);
-        let writer = Writer::start(conn, options, commits, move |events| {
-            // Snapshots idle readers keep are out of date now: end them, so none holds
-            // the log back from a checkpoint or from starting over.
-            stale.release_idle();
-            if !events.is_empty() {
-                committed.extend(events);
-                signal.send_modify(|n| *n = n.wrapping_add(1));
-            }
-        })?;
+        let writer = Writer::start(
+            conn,
+            options,
+            commits,
+            Arc::clone(&readers),
+            move |events| {
+                if !events.is_empty() {
+                    committed.extend(events);
+                    signal.send_modify(|n| *n = n.wrapping_add(1));
+                }
+            },
+        )?;
         Ok(SqliteStore {
             writer,
             readers,
