@@ -171,21 +171,21 @@ impl Readers {
     /// Ends every snapshot kept on a connection nobody is using, up to date or not: after a
     /// checkpoint, so that none holds the log back from starting over.
     pub(super) fn release_all_idle(&self) {
-        for slot in &self.conns {
-            if let Ok(mut slot) = slot.try_lock() {
-                slot.end_snapshot();
-            }
-        }
+        self.end_idle_snapshots(|_| true);
     }
 
     /// Ends snapshots that are out of date on connections nobody is using.
     pub(super) fn release_idle(&self) {
         let commits = self.commits.load(Ordering::Acquire);
+        self.end_idle_snapshots(|(seen, began)| seen != commits || began.elapsed() >= SNAPSHOT_AGE);
+    }
+
+    /// Ends the snapshot of each connection nobody is using whose `(commit count, start)`
+    /// passes `end`.
+    fn end_idle_snapshots(&self, end: impl Fn((u64, Instant)) -> bool) {
         for slot in &self.conns {
             if let Ok(mut slot) = slot.try_lock()
-                && slot
-                    .snapshot
-                    .is_some_and(|(seen, began)| seen != commits || began.elapsed() >= SNAPSHOT_AGE)
+                && slot.snapshot.is_some_and(&end)
             {
                 slot.end_snapshot();
             }

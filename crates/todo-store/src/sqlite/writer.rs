@@ -64,11 +64,15 @@ thread_local! {
     static LOG_FRAMES: Cell<c_int> = const { Cell::new(0) };
 }
 
-/// SQLite's WAL hook, called by every commit on the connection it is set on: notes the
-/// log's length. Setting it also turns SQLite's automatic checkpoint off.
-fn note_log_frames(_: &Wal, frames: c_int) -> rusqlite::Result<()> {
-    LOG_FRAMES.with(|f| f.set(frames));
-    Ok(())
+/// `conn` with SQLite's WAL hook set to note the log's length after each commit, which
+/// also turns SQLite's automatic checkpoint off on it.
+fn watching_the_log(conn: Connection) -> Connection {
+    fn note_log_frames(_: &Wal, frames: c_int) -> rusqlite::Result<()> {
+        LOG_FRAMES.with(|f| f.set(frames));
+        Ok(())
+    }
+    conn.wal_hook(Some(note_log_frames));
+    conn
 }
 
 /// The stall threshold from `TODO_SQLITE_SLOW_WRITE_MS`.
@@ -223,9 +227,8 @@ impl Writer {
         std::thread::Builder::new()
             .name("sqlite-writer".into())
             .spawn(move || {
-                conn.wal_hook(Some(note_log_frames));
                 Thread {
-                    conn: Some(conn),
+                    conn: Some(watching_the_log(conn)),
                     options,
                     commits,
                     readers,
@@ -400,9 +403,7 @@ impl<A: Fn(Vec<(Topic, StoredEvent)>)> Thread<A> {
 
     fn connection(&mut self) -> Result<&Connection> {
         if self.conn.is_none() {
-            let conn = self.options.open_writer()?;
-            conn.wal_hook(Some(note_log_frames));
-            self.conn = Some(conn);
+            self.conn = Some(watching_the_log(self.options.open_writer()?));
         }
         Ok(self.conn.as_ref().expect("opened above"))
     }
