@@ -55,7 +55,7 @@ pg_ticks() {
 
 # measure BIN STORE LIMIT: prints "req/s us_per_request db_us_per_request bytes"
 measure() {
-  local bin=$1 store=$2 limit=$3 data="$WORK/data" addr="127.0.0.1:18088" url="" i lag s0 s1 d0 d1 token
+  local bin=$1 store=$2 limit=$3 data="$WORK/data" addr="127.0.0.1:18088" url="sqlite://$WORK/data/todo.db" i lag s0 s1 d0 d1 token
   rm -rf "$data" && mkdir -p "$data"
   if [[ $store == postgres ]]; then
     SCHEMA="todo_list_bench_$$"

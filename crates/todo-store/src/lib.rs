@@ -28,8 +28,8 @@ pub use lead::Leadership;
 pub use log::EventLog;
 pub use model::{
     AuditPosition, AuditQuery, DeadLetter, LogRead, PageQuery, Planned, PoolState, Seek,
-    StoredDeadLetter, StoredEvent, TailRead, TaskPageJson, UnreadableEvent, WebhookDelivery,
-    WebhookOutcome,
+    StoredDeadLetter, StoredEvent, TailRead, TaskJson, TaskPageJson, UnreadableEvent,
+    WebhookDelivery, WebhookOutcome,
 };
 use todo_domain::time::Timestamp;
 
@@ -69,6 +69,11 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
 
     /// The user's task, or `None` when absent or owned by someone else.
     async fn get_task(&self, user_id: &str, id: Uuid) -> Result<Option<Task>>;
+
+    /// The task [`Store::get_task`] returns, as the JSON clients get ([`Task::write_json`]),
+    /// copied from the JSON the store keeps beside its columns (see
+    /// [`Store::list_tasks_json`]) rather than decoded and rendered.
+    async fn get_task_json(&self, user_id: &str, id: Uuid) -> Result<Option<TaskJson>>;
 
     /// Replaces a task whose stored version is `expected_version` with `task` (whose
     /// version is one higher), appending `event`. `VersionConflict` if the stored version

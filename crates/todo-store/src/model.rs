@@ -255,6 +255,28 @@ pub struct PoolState {
     pub waiting: i64,
 }
 
+/// One task as the JSON clients get ([`crate::Store::get_task_json`]): the bytes
+/// [`todo_domain::Task::write_json`] writes, and the version its `ETag` names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskJson {
+    /// The task's version.
+    pub version: i64,
+    /// The task's JSON object.
+    pub json: Vec<u8>,
+}
+
+impl TaskJson {
+    /// `task`, rendered.
+    pub fn from_task(task: &todo_domain::Task) -> Self {
+        let mut json = Vec::with_capacity(512);
+        task.write_json(&mut json);
+        TaskJson {
+            version: task.version,
+            json,
+        }
+    }
+}
+
 /// A page of tasks as JSON ([`crate::Store::list_tasks_json`]), built in the buffer the
 /// response is sent from: it starts with the page object's opening, `{"items":[`, then the
 /// tasks' JSON objects, comma-separated; [`TaskPageJson::finish`] closes it with the next

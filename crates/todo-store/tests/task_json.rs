@@ -1,7 +1,7 @@
-//! Lists copy each task's stored JSON (`doc`); a task written before that column existed
-//! has none, and its page is rendered from the columns instead, until its next write stores
-//! one. Checked on both stores by emptying the column behind the store's back, as a
-//! database migrated from an earlier schema has it.
+//! Lists and single reads copy each task's stored JSON (`doc`); a task written before that
+//! column existed has none, and its page (or itself) is rendered from the columns instead,
+//! until its next write stores one. Checked on both stores by emptying the column behind
+//! the store's back, as a database migrated from an earlier schema has it.
 #![cfg(all(feature = "sqlite", feature = "postgres"))]
 
 use todo_domain::event::EventType;
@@ -42,6 +42,10 @@ async fn pages_match(store: &dyn Store) {
             "limit {limit}"
         );
         assert_eq!(json.last, last, "limit {limit}");
+    }
+    for task in store.list_tasks("alice", &all_tasks(10)).await.unwrap() {
+        // Also checks `get_task_json` against `get_task`.
+        assert_eq!(get(store, "alice", task.id).await.as_ref(), Some(&task));
     }
 }
 

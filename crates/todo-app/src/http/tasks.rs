@@ -6,6 +6,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use todo_domain::{CompleteRequest, NewTaskRequest, Task, TaskQuery, TaskUpdateRequest};
+use todo_store::TaskJson;
 
 use super::auth::AuthUser;
 use super::error::ApiError;
@@ -35,9 +36,12 @@ fn json(status: StatusCode, body: Vec<u8>) -> Response {
 }
 
 fn with_task(status: StatusCode, task: Task) -> Response {
-    let mut body = Vec::with_capacity(512);
-    task.write_json(&mut body);
-    let mut response = json(status, body);
+    tagged(status, TaskJson::from_task(&task))
+}
+
+/// A task's JSON, with the `ETag` of its version.
+fn tagged(status: StatusCode, task: TaskJson) -> Response {
+    let mut response = json(status, task.json);
     response
         .headers_mut()
         .insert(header::ETAG, etag(task.version));
@@ -146,10 +150,10 @@ pub async fn get_task(
     tracing::Span::current().record("task_id", tracing::field::display(id));
     let task = state
         .store
-        .get_task(&user.user_id, id)
+        .get_task_json(&user.user_id, id)
         .await?
         .ok_or(ApiError::NotFound("no such task"))?;
-    Ok(with_task(StatusCode::OK, task))
+    Ok(tagged(StatusCode::OK, task))
 }
 
 /// Updates a task: fields present are set, absent kept, `null` clears.

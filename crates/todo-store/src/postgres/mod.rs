@@ -33,7 +33,7 @@ use uuid::Uuid;
 
 use crate::{
     AuditQuery, DeadLetter, EventLog, LogRead, PageQuery, Planned, PoolState, Result, Store,
-    StoreError, StoredDeadLetter, TaskPageJson, WebhookDelivery, WebhookOutcome,
+    StoreError, StoredDeadLetter, TaskJson, TaskPageJson, WebhookDelivery, WebhookOutcome,
 };
 use events::OutboxRow;
 use tasks::TaskParams;
@@ -221,6 +221,10 @@ impl Store for PostgresStore {
 
     async fn get_task(&self, user_id: &str, id: Uuid) -> Result<Option<Task>> {
         tasks::get(&self.client().await?, user_id, id).await
+    }
+
+    async fn get_task_json(&self, user_id: &str, id: Uuid) -> Result<Option<TaskJson>> {
+        tasks::get_json(&self.client().await?, user_id, id).await
     }
 
     async fn update_task(

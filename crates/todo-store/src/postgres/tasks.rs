@@ -11,7 +11,7 @@ use uuid::Uuid;
 
 use super::events::{EVENT_VALUES, NEXT_POS};
 use super::rows::{self, SortTime, TASK_COLUMNS};
-use crate::{Result, StoreError, TaskPageJson};
+use crate::{Result, StoreError, TaskJson, TaskPageJson};
 
 /// Parameters of a task write after the event's six (`$7` on), in the order of
 /// [`SET_COLUMNS`] then [`IDENTITY_COLUMNS`].
@@ -258,6 +258,31 @@ pub(super) async fn get(
         .as_ref()
         .map(rows::task)
         .transpose()
+}
+
+/// The task [`get`] returns, as JSON copied from the `doc` column; a task without one
+/// (written before the column existed) is rendered from its columns.
+pub(super) async fn get_json(
+    client: &impl GenericClient,
+    user_id: &str,
+    id: Uuid,
+) -> Result<Option<TaskJson>> {
+    let stmt = client
+        .prepare_cached("SELECT version, doc FROM tasks WHERE id = $1 AND user_id = $2")
+        .await?;
+    let Some(row) = client.query_opt(&stmt, &[&id, &user_id]).await? else {
+        return Ok(None);
+    };
+    match row.try_get::<_, Option<&str>>(1)? {
+        Some(doc) => Ok(Some(TaskJson {
+            version: row.try_get(0)?,
+            json: doc.as_bytes().to_vec(),
+        })),
+        None => Ok(get(client, user_id, id)
+            .await?
+            .as_ref()
+            .map(TaskJson::from_task)),
+    }
 }
 
 /// The SQL expression a sort orders by, as its index has it. `due_at` maps "no due date"

@@ -29,7 +29,8 @@ use uuid::Uuid;
 
 use crate::{
     AuditQuery, DeadLetter, EventLog, LogRead, PageQuery, Planned, PoolState, Result, Store,
-    StoreError, StoredDeadLetter, TailRead, TaskPageJson, WebhookDelivery, WebhookOutcome,
+    StoreError, StoredDeadLetter, TailRead, TaskJson, TaskPageJson, WebhookDelivery,
+    WebhookOutcome,
 };
 use checkpoint::Checkpointer;
 use conn::{Options, Readers};
@@ -172,6 +173,13 @@ impl Store for SqliteStore {
         let user_id = user_id.to_owned();
         self.readers
             .read_now(move |c| tasks::get(c, &user_id, id))
+            .await
+    }
+
+    async fn get_task_json(&self, user_id: &str, id: Uuid) -> Result<Option<TaskJson>> {
+        let user_id = user_id.to_owned();
+        self.readers
+            .read_now(move |c| tasks::get_json(c, &user_id, id))
             .await
     }
 

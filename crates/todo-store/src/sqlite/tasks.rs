@@ -9,7 +9,7 @@ use todo_domain::{Task, TaskQuery};
 use uuid::Uuid;
 
 use super::rows::{self, TASK_COLUMNS};
-use crate::{Result, StoreError, TaskPageJson};
+use crate::{Result, StoreError, TaskJson, TaskPageJson};
 
 fn micros(t: Option<todo_domain::time::Timestamp>) -> Option<i64> {
     t.map(|t| t.timestamp_micros())
@@ -123,6 +123,40 @@ pub(super) fn get(conn: &Connection, user_id: &str, id: Uuid) -> Result<Option<T
     let mut stmt = conn.prepare_cached(&SQL)?;
     let mut rows = stmt.query(params![&*id.hyphenated().encode_lower(&mut buf), user_id])?;
     rows.next()?.map(rows::task).transpose()
+}
+
+/// The task [`get`] returns, as JSON copied from the `doc` column (read as a blob, as
+/// [`list_json`] reads it); a task without one (written before the column existed) is
+/// rendered from its columns.
+pub(super) fn get_json(conn: &Connection, user_id: &str, id: Uuid) -> Result<Option<TaskJson>> {
+    let mut buf = Uuid::encode_buffer();
+    let stored = {
+        let mut stmt = conn.prepare_cached(
+            "SELECT version, CAST(doc AS BLOB) FROM tasks WHERE id = ? AND user_id = ?",
+        )?;
+        let mut rows = stmt.query(params![&*id.hyphenated().encode_lower(&mut buf), user_id])?;
+        let Some(row) = rows.next()? else {
+            return Ok(None);
+        };
+        let version = row.get(0)?;
+        match row.get_ref(1)?.as_blob_or_null()? {
+            Some(doc) => Some(TaskJson {
+                version,
+                json: stored_json(doc)?.as_bytes().to_vec(),
+            }),
+            None => None,
+        }
+    };
+    match stored {
+        Some(json) => Ok(Some(json)),
+        None => Ok(get(conn, user_id, id)?.as_ref().map(TaskJson::from_task)),
+    }
+}
+
+/// A task's stored JSON, checked to be text.
+fn stored_json(doc: &[u8]) -> Result<&str> {
+    std::str::from_utf8(doc)
+        .map_err(|_| StoreError::Corrupt("a task's stored JSON is not UTF-8".into()))
 }
 
 /// Tells `NotFound` from `VersionConflict` after a guarded write touched no row.
@@ -294,8 +328,7 @@ pub(super) fn list_json(
                     query.limit,
                 ));
             };
-            let doc = std::str::from_utf8(doc)
-                .map_err(|_| StoreError::Corrupt("a task's stored JSON is not UTF-8".into()))?;
+            let doc = stored_json(doc)?;
             if !page.offer(|out| out.extend_from_slice(doc.as_bytes())) {
                 break;
             }

@@ -74,8 +74,21 @@ pub async fn insert(store: &dyn Store, task: &Task) -> CloudEvent {
     created
 }
 
+/// The task, read both ways: `get_task_json` must give what `get_task` gives, as the API
+/// renders it.
 pub async fn get(store: &dyn Store, user_id: &str, id: Uuid) -> Option<Task> {
-    store.get_task(user_id, id).await.expect("get_task")
+    let task = store.get_task(user_id, id).await.expect("get_task");
+    let json = store
+        .get_task_json(user_id, id)
+        .await
+        .expect("get_task_json");
+    assert_eq!(
+        json.map(|j| (j.version, String::from_utf8(j.json).expect("UTF-8"))),
+        task.as_ref()
+            .map(|t| (t.version, serde_json::to_string(t).expect("JSON"))),
+        "get_task_json of {user_id}/{id}"
+    );
+    task
 }
 
 /// The newest position, once every event committed before the call is readable.
