@@ -1556,6 +1556,26 @@ async fn an_unknown_service_name_or_bad_listen_address_stops_the_binary_with_a_m
 }
 
 #[tokio::test]
+async fn an_empty_or_unknown_database_url_stops_the_binary_with_a_message() {
+    // Empty is not taken for unset: a secret that came out empty must not start the
+    // process on a fresh SQLite file.
+    for empty in ["", "  "] {
+        let (status, stderr) = run_binary(&[], &[("DATABASE_URL", empty)]).await;
+        assert_eq!(status.code(), Some(2), "{empty:?}: {stderr}");
+        assert!(
+            stderr.contains("--database-url") && stderr.contains("it is empty"),
+            "{empty:?}: {stderr}"
+        );
+    }
+    let (status, stderr) = run_binary(&[], &[("DATABASE_URL", "mysql://db/todo")]).await;
+    assert!(!status.success());
+    assert!(
+        stderr.contains("must start with sqlite:// or postgres://"),
+        "{stderr}"
+    );
+}
+
+#[tokio::test]
 async fn sigterm_on_an_idle_server_always_exits_well_within_the_shutdown_timeout() {
     // Shutdown used to wait on a deadline that was only set if the server was still busy;
     // an idle server could then hang for ever. Repeat, since it was a race.

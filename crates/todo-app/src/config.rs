@@ -414,7 +414,7 @@ pub struct CommonSettings {
     pub data_dir: PathBuf,
 
     /// `sqlite://...` or `postgres://...`; default: a SQLite file under the data dir.
-    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true, value_parser = parse_database_url)]
     pub database_url: Option<String>,
 
     /// HS256 secret (at least 32 bytes); generated on first run and kept in the data dir when
@@ -626,6 +626,19 @@ impl ServeSettings {
         }
         Ok(())
     }
+}
+
+/// Refuses an empty `DATABASE_URL` rather than taking it for unset: a secret that came out
+/// empty would otherwise start a production process on a fresh SQLite file.
+fn parse_database_url(raw: &str) -> Result<String, String> {
+    if raw.trim().is_empty() {
+        return Err(
+            "it is empty: unset DATABASE_URL for the embedded SQLite file under \
+                    TODO_DATA_DIR, or give a sqlite:// or postgres:// URL"
+                .into(),
+        );
+    }
+    Ok(raw.to_owned())
 }
 
 fn parse_secret(raw: &str) -> Result<SecretString, String> {
