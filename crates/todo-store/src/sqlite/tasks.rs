@@ -130,25 +130,18 @@ pub(super) fn get(conn: &Connection, user_id: &str, id: Uuid) -> Result<Option<T
 /// rendered from its columns.
 pub(super) fn get_json(conn: &Connection, user_id: &str, id: Uuid) -> Result<Option<TaskJson>> {
     let mut buf = Uuid::encode_buffer();
-    let stored = {
-        let mut stmt = conn.prepare_cached(
-            "SELECT version, CAST(doc AS BLOB) FROM tasks WHERE id = ? AND user_id = ?",
-        )?;
-        let mut rows = stmt.query(params![&*id.hyphenated().encode_lower(&mut buf), user_id])?;
-        let Some(row) = rows.next()? else {
-            return Ok(None);
-        };
-        let version = row.get(0)?;
-        match row.get_ref(1)?.as_blob_or_null()? {
-            Some(doc) => Some(TaskJson {
-                version,
-                json: stored_json(doc)?.as_bytes().to_vec(),
-            }),
-            None => None,
-        }
+    let mut stmt = conn.prepare_cached(
+        "SELECT version, CAST(doc AS BLOB) FROM tasks WHERE id = ? AND user_id = ?",
+    )?;
+    let mut rows = stmt.query(params![&*id.hyphenated().encode_lower(&mut buf), user_id])?;
+    let Some(row) = rows.next()? else {
+        return Ok(None);
     };
-    match stored {
-        Some(json) => Ok(Some(json)),
+    match row.get_ref(1)?.as_blob_or_null()? {
+        Some(doc) => Ok(Some(TaskJson {
+            version: row.get(0)?,
+            json: stored_json(doc)?.as_bytes().to_vec(),
+        })),
         None => Ok(get(conn, user_id, id)?.as_ref().map(TaskJson::from_task)),
     }
 }
