@@ -80,7 +80,7 @@ impl LogRead {
     }
 }
 
-/// What the in-process tail of the log answered (see [`crate::Store::recent_events`]).
+/// What the in-process tail of the log answered (see [`crate::EventLog::recent_events`]).
 #[derive(Debug, Clone, PartialEq)]
 pub struct TailRead {
     /// Matching events, oldest first.

@@ -104,13 +104,19 @@ impl SqliteStore {
         let committed = Arc::clone(&tail);
         let commits = Arc::new(AtomicU64::new(0));
         let readers = Readers::new(options.clone(), READERS, Arc::clone(&commits));
-        let checkpointer =
-            Checkpointer::start(options.clone(), Arc::clone(&commits), Arc::clone(&readers))?;
+        let progress = Arc::new(checkpoint::Progress::default());
+        let checkpointer = Checkpointer::start(
+            options.clone(),
+            Arc::clone(&commits),
+            Arc::clone(&readers),
+            Arc::clone(&progress),
+        )?;
         let writer = Writer::start(
             conn,
             options,
             commits,
             Arc::clone(&readers),
+            progress,
             move |events| {
                 if !events.is_empty() {
                     committed.extend(events);

@@ -12,12 +12,14 @@
 //! later write can run inside a transaction nobody will commit.
 //!
 //! The writer checkpoints the write-ahead log itself only to let it start over (see
-//! [`super::checkpoint`]), and only after answering the batch that took the log past
-//! [`WRITER_CHECKPOINT_PAGES`]. SQLite's own automatic checkpoint is off on this
-//! connection: it runs inside every commit once the log is past its threshold, before the
-//! callers are answered, and when readers keep the log from starting over it keeps running
-//! on every commit, each one syncing the log and often the database file (measured under
-//! the mixed benchmark: 80 syncs a second on this thread, 1.4 s of every 11 spent in them).
+//! [`super::checkpoint`]), and only after answering a batch that left the log past
+//! [`WRITER_CHECKPOINT_PAGES`], once the checkpoint thread has copied nearly all of it
+//! (every write waits while the writer checkpoints). SQLite's own automatic checkpoint is
+//! off on this connection: it runs inside every commit once the log is past its
+//! threshold, before the callers are answered, and when readers keep the log from starting
+//! over it keeps running on every commit, each one syncing the log and often the database
+//! file (measured under the mixed benchmark: 80 syncs a second on this thread, 1.4 s of
+//! every 11 spent in them).
 
 use std::cell::Cell;
 use std::os::raw::c_int;
@@ -29,6 +31,8 @@ use rusqlite::Connection;
 use rusqlite::hooks::Wal;
 use tokio::sync::{mpsc, oneshot};
 
+use super::checkpoint::Progress;
+#[cfg(doc)]
 use super::checkpoint::WRITER_CHECKPOINT_PAGES;
 use super::conn::{Options, Readers};
 use crate::{Result, StoreError, StoredEvent};
@@ -51,9 +55,12 @@ pub(super) const DEFAULT_SLOW_WRITE: Duration = Duration::from_millis(50);
 /// At most one stall line per this, with how many stalls it stands for.
 const STALL_LOG_EVERY: Duration = Duration::from_secs(1);
 
-/// How long the writer's checkpoint waits for readers to leave the log (and for the
-/// checkpoint thread to finish a pass) before giving up.
+/// How long the writer's checkpoint waits for readers to leave the log before giving up.
 const WRITER_CHECKPOINT_WAIT: Duration = Duration::from_millis(5);
+
+/// How often, meanwhile, it looks again. SQLite's own busy handler sleeps 1 ms, then 2,
+/// then 2 (three looks in 5 ms), while a read here takes tens of microseconds.
+const WRITER_CHECKPOINT_POLL: Duration = Duration::from_micros(50);
 
 /// Least time between two of the writer's checkpoints: when one did not let the log start
 /// over, the next is tried this much later rather than after every commit.
@@ -62,6 +69,20 @@ const WRITER_CHECKPOINT_GAP: Duration = Duration::from_millis(20);
 thread_local! {
     /// Frames in the write-ahead log after this thread's last commit (from the WAL hook).
     static LOG_FRAMES: Cell<c_int> = const { Cell::new(0) };
+    /// When the running checkpoint stops waiting for readers.
+    static CHECKPOINT_DEADLINE: Cell<Option<Instant>> = const { Cell::new(None) };
+}
+
+/// The busy handler of the writer's checkpoint: looks again every
+/// [`WRITER_CHECKPOINT_POLL`] until [`CHECKPOINT_DEADLINE`].
+fn poll_until_deadline(_calls: c_int) -> bool {
+    let waiting = CHECKPOINT_DEADLINE
+        .with(Cell::get)
+        .is_some_and(|deadline| Instant::now() < deadline);
+    if waiting {
+        std::thread::sleep(WRITER_CHECKPOINT_POLL);
+    }
+    waiting
 }
 
 /// `conn` with SQLite's WAL hook set to note the log's length after each commit, which
@@ -220,6 +241,7 @@ impl Writer {
         options: Options,
         commits: Arc<AtomicU64>,
         readers: Arc<Readers>,
+        progress: Arc<Progress>,
         on_append: impl Fn(Vec<(Topic, StoredEvent)>) + Send + 'static,
     ) -> Result<Self> {
         let threshold = slow_write_threshold()?;
@@ -232,6 +254,7 @@ impl Writer {
                     options,
                     commits,
                     readers,
+                    progress,
                     checkpoint_retry_at: None,
                     on_append,
                     stalls: Stalls {
@@ -289,6 +312,8 @@ struct Thread<A> {
     /// Bumped after every commit (the checkpoint thread watches it).
     commits: Arc<AtomicU64>,
     readers: Arc<Readers>,
+    /// How far the checkpoint thread has copied the log.
+    progress: Arc<Progress>,
     /// No checkpoint by this thread before this.
     checkpoint_retry_at: Option<Instant>,
     on_append: A,
@@ -371,15 +396,17 @@ impl<A: Fn(Vec<(Topic, StoredEvent)>)> Thread<A> {
         }
     }
 
-    /// Once the log is past [`WRITER_CHECKPOINT_PAGES`], copies what the checkpoint thread
-    /// has not yet copied (little: it runs every few milliseconds), syncs, and waits up to
-    /// [`WRITER_CHECKPOINT_WAIT`] for readers to leave the log (`RESTART`), so that the
-    /// next transaction starts the log over. Idle readers' snapshots are ended first: one
-    /// would keep the pages written after it from being copied, and the log from starting
-    /// over. A reader busy for longer (a long list) makes the checkpoint give up. The next
-    /// is never sooner than [`WRITER_CHECKPOINT_GAP`] after this one.
+    /// Once the log is past [`WRITER_CHECKPOINT_PAGES`] and the checkpoint thread has
+    /// copied nearly all of it ([`Progress::writer_should_checkpoint`]), copies the rest,
+    /// syncs, and waits up to [`WRITER_CHECKPOINT_WAIT`] for readers to leave the log
+    /// (`RESTART`), so that the next transaction starts the log over. Idle readers'
+    /// snapshots are ended first: one would keep the pages written after it from being
+    /// copied, and the log from starting over. A reader busy for longer (a long list) makes
+    /// the checkpoint give up. The next is never sooner than [`WRITER_CHECKPOINT_GAP`] after
+    /// this one.
     fn checkpoint_if_due(&mut self) {
-        if LOG_FRAMES.with(Cell::get) < WRITER_CHECKPOINT_PAGES as c_int
+        let frames = i64::from(LOG_FRAMES.with(Cell::get));
+        if !self.progress.writer_should_checkpoint(frames)
             || self
                 .checkpoint_retry_at
                 .is_some_and(|at| Instant::now() < at)
@@ -388,13 +415,18 @@ impl<A: Fn(Vec<(Topic, StoredEvent)>)> Thread<A> {
         }
         let Some(conn) = &self.conn else { return };
         self.readers.release_all_idle();
-        let _ = conn.busy_timeout(WRITER_CHECKPOINT_WAIT);
-        // Its row says whether it gave up waiting (busy), which needs nothing more: the next
-        // is tried after the gap either way.
-        let outcome = conn.execute_batch("PRAGMA wal_checkpoint(RESTART)");
+        CHECKPOINT_DEADLINE.with(|d| d.set(Some(Instant::now() + WRITER_CHECKPOINT_WAIT)));
+        let _ = conn.busy_handler(Some(poll_until_deadline));
+        // It answers (busy, pages in the log, pages copied). Busy after waiting for readers
+        // needs nothing more: the next is tried after the gap. A log of -1 means it ran
+        // into the checkpoint thread's pass and did nothing, so the next commit tries again.
+        let outcome = conn.query_row("PRAGMA wal_checkpoint(RESTART)", [], |r| r.get::<_, i64>(1));
+        CHECKPOINT_DEADLINE.with(|d| d.set(None));
         let _ = conn.busy_timeout(super::conn::BUSY_TIMEOUT);
-        if let Err(e) = outcome {
-            tracing::warn!(error = %e, "WAL checkpoint by the writer failed");
+        match outcome {
+            Ok(log) if log < 0 => return,
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "WAL checkpoint by the writer failed"),
         }
         // Even after one that did not give up: a reader of another process can still keep
         // the log from starting over, and the next checkpoint must not follow every commit.
