@@ -108,11 +108,13 @@ async fn a_write_from_another_process_is_seen_within_milliseconds() {
 }
 
 /// Under a steady stream of writes with readers reading all along, the log still starts
-/// over: the writer checkpoints once it is past its threshold, with idle readers' snapshots
-/// ended so none holds the log. Without that the log file grows with every page written
-/// (measured: 165 MB when the writer's checkpoint did not wait for readers); starting over
-/// keeps it near the threshold (64 MB of pages, or 80 MB when the checkpoint thread cannot
-/// catch up first).
+/// over, again and again: the writer checkpoints once it is past its threshold, with idle
+/// readers' snapshots ended so none holds the log. Without that the log file grows with
+/// every page written (measured: 165 MB when the writer's checkpoint did not wait for
+/// readers); starting over keeps it near the threshold (64 MB of pages, or 80 MB when the
+/// checkpoint thread cannot catch up first). About 200 MB of pages go through the log, so
+/// it must start over more than once. `.ci/run` also runs this with every `fdatasync`
+/// taking 10 ms, as on a slow disk.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_log_starts_over_while_readers_keep_reading() {
     let dir = tempfile::tempdir().unwrap();
@@ -144,7 +146,7 @@ async fn the_log_starts_over_while_readers_keep_reading() {
         .map(|w| {
             let store = store.clone();
             tokio::spawn(async move {
-                for i in 0..500 {
+                for i in 0..1000 {
                     let (task, event) = new_task(w * 1000 + i, 2000);
                     store.insert_task(&task, &event).await.unwrap();
                 }
@@ -167,7 +169,10 @@ async fn the_log_starts_over_while_readers_keep_reading() {
     let db = std::fs::metadata(dir.path().join("t.db")).unwrap().len();
     eprintln!("largest log {largest} bytes, database {db} bytes, {reads} reads");
     assert!(reads > 1000, "the readers barely read ({reads} reads)");
-    assert!(db > 30_000_000, "only {db} bytes reached the database file");
+    assert!(
+        db > 150_000_000,
+        "only {db} bytes reached the database file"
+    );
     assert!(
         largest < 100_000_000,
         "the log grew to {largest} bytes: it did not start over"

@@ -31,9 +31,9 @@ use rusqlite::Connection;
 use rusqlite::hooks::Wal;
 use tokio::sync::{mpsc, oneshot};
 
-use super::checkpoint::Progress;
 #[cfg(doc)]
 use super::checkpoint::WRITER_CHECKPOINT_PAGES;
+use super::checkpoint::{Progress, WRITER_CHECKPOINT_ANYWAY_PAGES};
 use super::conn::{Options, Readers};
 use crate::{Result, StoreError, StoredEvent};
 use todo_domain::Topic;
@@ -55,12 +55,20 @@ pub(super) const DEFAULT_SLOW_WRITE: Duration = Duration::from_millis(50);
 /// At most one stall line per this, with how many stalls it stands for.
 const STALL_LOG_EVERY: Duration = Duration::from_secs(1);
 
-/// How long the writer's checkpoint waits for readers to leave the log before giving up.
+/// How long, in all, the writer's checkpoint waits for readers to leave the log before
+/// giving up. Only the waiting counts, not the copying and syncing around it: a slow
+/// `fdatasync` (10 ms is common on network disks) must not use the time up before the
+/// wait for readers begins, or the log never starts over while anyone reads.
 const WRITER_CHECKPOINT_WAIT: Duration = Duration::from_millis(5);
 
 /// How often, meanwhile, it looks again. SQLite's own busy handler sleeps 1 ms, then 2,
 /// then 2 (three looks in 5 ms), while a read here takes tens of microseconds.
 const WRITER_CHECKPOINT_POLL: Duration = Duration::from_micros(50);
+
+/// Past [`WRITER_CHECKPOINT_ANYWAY_PAGES`], how long the writer's checkpoint waits for a
+/// pass of the checkpoint thread's to end (a pass syncs both files: tens of milliseconds
+/// on a slow disk, about one on a fast one).
+const WRITER_CHECKPOINT_LOCK_WAIT: Duration = Duration::from_millis(100);
 
 /// Least time between two of the writer's checkpoints: when one did not let the log start
 /// over, the next is tried this much later rather than after every commit.
@@ -69,20 +77,24 @@ const WRITER_CHECKPOINT_GAP: Duration = Duration::from_millis(20);
 thread_local! {
     /// Frames in the write-ahead log after this thread's last commit (from the WAL hook).
     static LOG_FRAMES: Cell<c_int> = const { Cell::new(0) };
-    /// When the running checkpoint stops waiting for readers.
-    static CHECKPOINT_DEADLINE: Cell<Option<Instant>> = const { Cell::new(None) };
+    /// How much longer the running checkpoint may wait for readers.
+    static CHECKPOINT_WAIT_LEFT: Cell<Option<Duration>> = const { Cell::new(None) };
 }
 
 /// The busy handler of the writer's checkpoint: looks again every
-/// [`WRITER_CHECKPOINT_POLL`] until [`CHECKPOINT_DEADLINE`].
-fn poll_until_deadline(_calls: c_int) -> bool {
-    let waiting = CHECKPOINT_DEADLINE
+/// [`WRITER_CHECKPOINT_POLL`] until it has waited [`CHECKPOINT_WAIT_LEFT`] in all.
+fn poll_while_wait_left(_calls: c_int) -> bool {
+    let Some(left) = CHECKPOINT_WAIT_LEFT
         .with(Cell::get)
-        .is_some_and(|deadline| Instant::now() < deadline);
-    if waiting {
-        std::thread::sleep(WRITER_CHECKPOINT_POLL);
-    }
-    waiting
+        .filter(|l| !l.is_zero())
+    else {
+        return false;
+    };
+    let slept = Instant::now();
+    std::thread::sleep(WRITER_CHECKPOINT_POLL);
+    let left = left.saturating_sub(slept.elapsed());
+    CHECKPOINT_WAIT_LEFT.with(|l| l.set(Some(left)));
+    true
 }
 
 /// `conn` with SQLite's WAL hook set to note the log's length after each commit, which
@@ -398,7 +410,7 @@ impl<A: Fn(Vec<(Topic, StoredEvent)>)> Thread<A> {
 
     /// Once the log is past [`WRITER_CHECKPOINT_PAGES`] and the checkpoint thread has
     /// copied nearly all of it ([`Progress::writer_should_checkpoint`]), copies the rest,
-    /// syncs, and waits up to [`WRITER_CHECKPOINT_WAIT`] for readers to leave the log
+    /// syncs, and waits up to [`WRITER_CHECKPOINT_WAIT`] in all for readers to leave the log
     /// (`RESTART`), so that the next transaction starts the log over. Idle readers'
     /// snapshots are ended first: one would keep the pages written after it from being
     /// copied, and the log from starting over. A reader busy for longer (a long list) makes
@@ -415,13 +427,25 @@ impl<A: Fn(Vec<(Topic, StoredEvent)>)> Thread<A> {
         }
         let Some(conn) = &self.conn else { return };
         self.readers.release_all_idle();
-        CHECKPOINT_DEADLINE.with(|d| d.set(Some(Instant::now() + WRITER_CHECKPOINT_WAIT)));
-        let _ = conn.busy_handler(Some(poll_until_deadline));
+        CHECKPOINT_WAIT_LEFT.with(|l| l.set(Some(WRITER_CHECKPOINT_WAIT)));
+        let _ = conn.busy_handler(Some(poll_while_wait_left));
         // It answers (busy, pages in the log, pages copied). Busy after waiting for readers
         // needs nothing more: the next is tried after the gap. A log of -1 means it ran
-        // into the checkpoint thread's pass and did nothing, so the next commit tries again.
-        let outcome = conn.query_row("PRAGMA wal_checkpoint(RESTART)", [], |r| r.get::<_, i64>(1));
-        CHECKPOINT_DEADLINE.with(|d| d.set(None));
+        // into the checkpoint thread's pass and did nothing (SQLite does not wait for that),
+        // so the next commit tries again; or, once the log is past the point where the
+        // writer checkpoints whatever the thread has done, this one waits for the pass to
+        // end, so that the log does not grow by however many pages a slow pass lasts.
+        let restart =
+            || conn.query_row("PRAGMA wal_checkpoint(RESTART)", [], |r| r.get::<_, i64>(1));
+        let mut outcome = restart();
+        if frames >= WRITER_CHECKPOINT_ANYWAY_PAGES {
+            let until = Instant::now() + WRITER_CHECKPOINT_LOCK_WAIT;
+            while matches!(outcome, Ok(log) if log < 0) && Instant::now() < until {
+                std::thread::sleep(WRITER_CHECKPOINT_POLL);
+                outcome = restart();
+            }
+        }
+        CHECKPOINT_WAIT_LEFT.with(|l| l.set(None));
         let _ = conn.busy_timeout(super::conn::BUSY_TIMEOUT);
         match outcome {
             Ok(log) if log < 0 => return,
@@ -465,4 +489,38 @@ fn run_jobs(ctx: &mut WriteCtx<'_>, jobs: &mut [Box<dyn Job>]) -> Result<()> {
     }
     conn.prepare_cached("COMMIT")?.execute([])?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_checkpoint_waits_for_readers_however_long_the_copying_before_took() {
+        CHECKPOINT_WAIT_LEFT.with(|l| l.set(Some(WRITER_CHECKPOINT_WAIT)));
+        // Copying and syncing, before the wait for readers, took longer than the budget.
+        std::thread::sleep(WRITER_CHECKPOINT_WAIT * 2);
+        let started = Instant::now();
+        let mut looks = 0;
+        while poll_while_wait_left(looks) {
+            looks += 1;
+            assert!(
+                started.elapsed() < Duration::from_secs(5),
+                "it never gave up"
+            );
+        }
+        let waited = started.elapsed();
+        assert!(
+            waited >= WRITER_CHECKPOINT_WAIT,
+            "gave up after waiting {waited:?}"
+        );
+        assert!(looks > 1, "looked {looks} times");
+        assert!(!poll_while_wait_left(looks), "a spent budget waits no more");
+    }
+
+    #[test]
+    fn outside_the_writers_checkpoint_a_busy_lock_is_not_waited_for() {
+        CHECKPOINT_WAIT_LEFT.with(|l| l.set(None));
+        assert!(!poll_while_wait_left(0));
+    }
 }
