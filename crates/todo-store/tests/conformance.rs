@@ -404,6 +404,89 @@ pub async fn every_task_write_appends_one_event_in_order_and_a_failed_write_appe
     assert_eq!(last_seq(log).await, events[4].seq);
 }
 
+/// Writes made at once, some of them refused: on SQLite they share the writer's
+/// transactions, which run without savepoints until a job refuses and then again with one
+/// per job. Each refused write leaves nothing behind, and every other is written, with its
+/// event, exactly once.
+pub async fn concurrent_writes_where_some_are_refused_commit_the_others_once(
+    store: &dyn Store,
+    log: &dyn EventLog,
+) {
+    use std::future::Future;
+    use std::pin::Pin;
+    type Write<'a> =
+        Pin<Box<dyn Future<Output = (Option<String>, CloudEvent, Result<(), StoreError>)> + 'a>>;
+
+    let shared = task("alice", "contended");
+    insert(store, &shared).await;
+    let start = last_seq(log).await;
+    let mut writes: Vec<Write<'_>> = Vec::new();
+    for round in 0..16 {
+        for i in 0..3 {
+            let fresh = task("alice", &format!("new {round}.{i}"));
+            let created = event(EventType::TaskCreated, &fresh);
+            writes.push(Box::pin(async move {
+                let result = store.insert_task(&fresh, &created).await;
+                (None, created, result)
+            }));
+        }
+        // Every round also renames the shared task at version 1: only one rename can win.
+        let renamed = edited(&shared, |t| t.title = format!("renamed {round}"));
+        let updated = event(EventType::TaskUpdated, &renamed);
+        writes.push(Box::pin(async move {
+            let result = store.update_task(&renamed, 1, &updated).await;
+            (Some(renamed.title.clone()), updated, result)
+        }));
+    }
+    let results = futures_util::future::join_all(writes).await;
+
+    let mut expected = HashSet::new();
+    let mut renames_won = Vec::new();
+    for (rename, event, result) in results {
+        match (rename, result) {
+            (None, Ok(())) => {}
+            (None, Err(e)) => panic!("an insert failed: {e}"),
+            (Some(title), Ok(())) => renames_won.push(title),
+            (Some(_), Err(e)) => {
+                assert!(matches!(e, StoreError::VersionConflict { .. }), "{e}");
+                continue;
+            }
+        }
+        expected.insert(event.id);
+    }
+    assert_eq!(renames_won.len(), 1, "exactly one rename at version 1 wins");
+    let events = events_after(log, start, Topic::TaskEvents).await;
+    let read: Vec<Uuid> = events.iter().map(|e| e.event.id).collect();
+    assert_eq!(
+        read.len(),
+        49,
+        "48 creations and one rename: {:?}",
+        types(&events)
+    );
+    assert_eq!(
+        read.iter().copied().collect::<HashSet<_>>(),
+        expected,
+        "the log holds each written event once, and none of a refused write"
+    );
+    // The in-process tail (where this store keeps one) is what in-process consumers read
+    // first: it too holds each written event once, in the log's order.
+    if let Some(tail) = log.recent_events(start, &[Topic::TaskEvents], 1_000) {
+        let tail: Vec<(i64, Uuid)> = tail.events.iter().map(|e| (e.seq, e.event.id)).collect();
+        let logged: Vec<(i64, Uuid)> = events.iter().map(|e| (e.seq, e.event.id)).collect();
+        assert_eq!(tail, logged, "the in-process tail and the log differ");
+    }
+    let now = get(store, "alice", shared.id)
+        .await
+        .expect("the shared task");
+    assert_eq!(now.version, 2);
+    assert_eq!(now.title, renames_won[0]);
+    let all = store
+        .list_tasks("alice", &all_tasks(100))
+        .await
+        .expect("list");
+    assert_eq!(all.len(), 49, "48 new tasks and the shared one");
+}
+
 /// A recurring task's next occurrence is created at most once, however often it is asked for.
 pub async fn the_next_occurrence_is_spawned_once_per_parent(store: &dyn Store, log: &dyn EventLog) {
     let weekly = Recurrence::new(Frequency::Weekly, 1).expect("a valid recurrence");
@@ -1901,6 +1984,7 @@ macro_rules! conformance_tests {
         );
         conformance_tests!(@each_with_log $fresh_database;
             every_task_write_appends_one_event_in_order_and_a_failed_write_appends_none,
+            concurrent_writes_where_some_are_refused_commit_the_others_once,
             the_next_occurrence_is_spawned_once_per_parent,
             a_reminder_plan_applies_once_per_task_version,
             due_reminders_are_delivered_once_each,

@@ -329,7 +329,7 @@ impl Store for SqliteStore {
                     task_version,
                     &plan,
                     now,
-                    traceparent,
+                    traceparent.clone(),
                 )
             })
             .await
