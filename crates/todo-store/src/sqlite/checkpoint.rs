@@ -60,12 +60,10 @@ impl Progress {
     }
 
     /// Whether the writer, whose last commit left `frames` pages in the log, should
-    /// checkpoint now.
+    /// checkpoint now; `frames` is noted for this thread ([`Progress::writer_due`]).
     pub(super) fn writer_should_checkpoint(&self, frames: i64) -> bool {
         self.writer_frames.store(frames, Ordering::Relaxed);
-        let log = self.log.load(Ordering::Acquire);
-        let copied = self.copied.load(Ordering::Relaxed);
-        writer_should_checkpoint(frames, log, copied)
+        self.writer_due()
     }
 
     /// Whether the writer's last commit made it due to checkpoint.
