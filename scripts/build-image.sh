@@ -135,8 +135,15 @@ run "$hadolint" "$root/Containerfile"
 
 # --- the static binary -----------------------------------------------------------------
 
+# The commit, for the image's label and for the binary's own todo_build_info{revision}.
+revision="$(git rev-parse HEAD 2>/dev/null || echo unknown)"
+if [[ $revision != unknown ]] && [[ -n "$(git status --porcelain --untracked-files=no 2>/dev/null)" ]]; then
+  revision="$revision-dirty"
+fi
+
 build_env=(
   RUSTFLAGS='-C target-feature=+crt-static'
+  "TODO_BUILD_REVISION=$revision"
   OPENSSL_STATIC=1
   CARGO_TARGET_DIR="$target_dir"
   CARGO_TERM_COLOR=never
@@ -202,10 +209,6 @@ chmod 0644 "$ctx/rootfs/etc/passwd" "$ctx/rootfs/etc/group" "$ctx/rootfs/etc/nss
 # --- the image -------------------------------------------------------------------------
 
 version="$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n1)"
-revision="$(git rev-parse HEAD 2>/dev/null || echo unknown)"
-if [[ $revision != unknown ]] && [[ -n "$(git status --porcelain --untracked-files=no 2>/dev/null)" ]]; then
-  revision="$revision-dirty"
-fi
 source_url="${TODO_IMAGE_SOURCE:-}"
 if [[ -z $source_url ]]; then
   if [[ -n ${GITHUB_SERVER_URL:-} && -n ${GITHUB_REPOSITORY:-} ]]; then

@@ -6,7 +6,8 @@
 #
 # Checks: the OCI labels and the image config (user, entrypoint, cmd, env, port); the files
 # in the image (no shell, the CA bundle); `/bin/sh` cannot be run; `todo token`; the
-# embedded SQLite mode on a volume at /data (healthz, readyz, a task created and read back)
+# embedded SQLite mode on a volume at /data (healthz, readyz, todo_build_info naming the
+# labels' version and revision, a task created and read back)
 # and its refusal to start without a writable /data; PostgreSQL (the machine's, at
 # 127.0.0.1:5432, database `test`, trust auth; a schema of its own, dropped at the end)
 # reached through a name from /etc/hosts (`--add-host`), with the same round trip and the
@@ -120,6 +121,11 @@ round_trip() {
   wait_ready "$name" "$base/readyz"
   curl -fsS -o /dev/null "$base/healthz" || fail "$name: /healthz"
   ok "$name: /healthz and /readyz answer 200"
+  # The binary names the commit it was built from, as the image's label does.
+  body="$(curl -fsS "$base/metrics")" || fail "$name: /metrics"
+  grep -Fq "todo_build_info{version=\"$label_version\",revision=\"$label_revision\"} 1" <<<"$body" ||
+    fail "$name: todo_build_info is not version $label_version, revision $label_revision: $(grep '^todo_build_info' <<<"$body")"
+  ok "$name: todo_build_info carries the image's version and revision"
   token="$(timeout 60 "${podman_[@]}" run --rm "${hardening[@]}" -e "TODO_JWT_SECRET=$secret" "$image" token --user u1)"
   [[ $token == *.*.* ]] || fail "todo token printed no JWT: $token"
   body="$(curl -fsS -X POST "$base/api/u1/tasks" -H "Authorization: Bearer $token" \
@@ -191,6 +197,8 @@ for e in errors:
 sys.exit(1 if errors else 0)
 PY
 ok "labels, user, entrypoint, cmd, env and port"
+label_version="$(pm image inspect -f '{{index .Config.Labels "org.opencontainers.image.version"}}' "$image")"
+label_revision="$(pm image inspect -f '{{index .Config.Labels "org.opencontainers.image.revision"}}' "$image")"
 
 # Every file in the image, from an exported (never started) container.
 containers+=("todo-smoke-files-$id")
