@@ -197,8 +197,10 @@ for e in errors:
 sys.exit(1 if errors else 0)
 PY
 ok "labels, user, entrypoint, cmd, env and port"
-label_version="$(pm image inspect -f '{{index .Config.Labels "org.opencontainers.image.version"}}' "$image")"
-label_revision="$(pm image inspect -f '{{index .Config.Labels "org.opencontainers.image.revision"}}' "$image")"
+# The labels todo_build_info must match, from the metadata read above.
+label() { python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))[0]["Config"]["Labels"]["org.opencontainers.image." + sys.argv[2]])' "$work/inspect.json" "$1"; }
+label_version="$(label version)"
+label_revision="$(label revision)"
 
 # Every file in the image, from an exported (never started) container.
 containers+=("todo-smoke-files-$id")
