@@ -349,7 +349,7 @@ DB_SIZE=$(du -sh "$WORK/data$STARTS" | cut -f1)
 LOG_LINES=$(wc -l <"$SERVER_LOG")
 # Write stalls the server reported (one WARN line a second at most; `stalls` counts the rest).
 STALLS=$(awk -F'"stalls":' '/"message":"slow write commit"/ {split($2, v, /[,}]/); s += v[1]} END {print s + 0}' "$SERVER_LOG")
-STALL_WORST=$(grep -o '"worst_ms":[0-9.]*' "$SERVER_LOG" | cut -d: -f2 | sort -g | tail -n 1)
+STALL_WORST=$(awk -F'"worst_ms":' '/"message":"slow write commit"/ {split($2, v, /[,}]/); if (v[1] + 0 > w) w = v[1] + 0} END {if (w) print w}' "$SERVER_LOG")
 LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
 log "stop"
 stop_server
