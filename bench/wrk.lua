@@ -62,6 +62,9 @@ elseif mode == "get" then
 elseif mode == "mix" then
   -- 70 % GET by id, 20 % PUT (title and priority), 10 % PATCH complete (toggle).
   -- wrk.format uses the headers given instead of wrk.headers, not in addition to them.
+  -- A PUT that sets what the task already holds changes nothing and writes nothing, and
+  -- each prebuilt request is sent many times, so a PUT is a pair of requests with
+  -- different titles, sent in turn: every PUT is a real update (and a task.updated event).
   local json = {}
   local priorities = { "high", "medium", "low" }
   local n = 0
@@ -72,9 +75,13 @@ elseif mode == "mix" then
     if roll <= 70 then
       return wrk.format("GET", path)
     elseif roll <= 90 then
-      local body = string.format('{"title":"Updated by wrk %d","priority":"%s"}',
-        n, priorities[math.random(3)])
-      return wrk.format("PUT", path, json, body)
+      local put = { turn = 0 }
+      for side = 1, 2 do
+        local body = string.format('{"title":"Updated by wrk %d%s","priority":"%s"}',
+          n, side == 1 and "a" or "b", priorities[math.random(3)])
+        put[side] = wrk.format("PUT", path, json, body)
+      end
+      return put
     else
       return wrk.format("PATCH", path .. "/complete")
     end
@@ -91,7 +98,12 @@ elseif mode == "mix" then
     end
   end
   function request()
-    return prebuilt[math.random(PREBUILT)]
+    local r = prebuilt[math.random(PREBUILT)]
+    if type(r) == "table" then
+      r.turn = r.turn % 2 + 1
+      return r[r.turn]
+    end
+    return r
   end
 elseif mode ~= "healthz" then
   error("unknown BENCH_MODE " .. mode)
