@@ -348,8 +348,13 @@ run timeout 300 "$LATENCY" --addr "$ADDR" ws-idle --clients "$WS_CLIENTS" --serv
 DB_SIZE=$(du -sh "$WORK/data$STARTS" | cut -f1)
 LOG_LINES=$(wc -l <"$SERVER_LOG")
 # Write stalls the server reported (one WARN line a second at most; `stalls` counts the rest).
-STALLS=$(awk -F'"stalls":' '/"message":"slow write commit"/ {split($2, v, /[,}]/); s += v[1]} END {print s + 0}' "$SERVER_LOG")
-STALL_WORST=$(awk -F'"worst_ms":' '/"message":"slow write commit"/ {split($2, v, /[,}]/); if (v[1] + 0 > w) w = v[1] + 0} END {if (w) print w}' "$SERVER_LOG")
+# One pass over the log: the stalls counted and the longest (num: a field's number, 0 if absent).
+read -r STALLS STALL_WORST < <(awk '
+  function num(name, v) { if (!match($0, "\"" name "\":[0-9.]+")) return 0
+    v = substr($0, RSTART, RLENGTH); sub(/.*:/, "", v); return v + 0 }
+  /"message":"slow write commit"/ { s += num("stalls"); w = num("worst_ms") > w ? num("worst_ms") : w }
+  END { print s + 0, w + 0 }' "$SERVER_LOG")
+[[ $STALL_WORST != 0 ]] || STALL_WORST=""
 LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
 log "stop"
 stop_server
