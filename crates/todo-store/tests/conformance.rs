@@ -254,6 +254,79 @@ pub async fn an_update_at_the_expected_version_succeeds_and_a_stale_one_conflict
     assert_eq!(get(store, "alice", v1.id).await, Some(v2));
 }
 
+/// An update changes any subset of the fields the list indexes hold (title, status,
+/// priority, due date), the rest alike: after each, every sort and filter lists the tasks
+/// as the reference does, and the task reads back as written.
+pub async fn every_subset_of_indexed_fields_an_update_changes_keeps_every_list_right(
+    store: &dyn Store,
+) {
+    let mut tasks = Vec::new();
+    for (n, title) in ["Bravo", "delta", "Alpha", "charlie"].iter().enumerate() {
+        let mut t = task("alice", title);
+        t.created_at = t0() + Duration::minutes(n as i64);
+        t.updated_at = t.created_at;
+        t.due_at = (n % 2 == 0).then(|| t0() + Duration::hours(n as i64 + 1));
+        t.priority = [Priority::Low, Priority::High][n % 2];
+        insert(store, &t).await;
+        tasks.push(t);
+    }
+    for changed in 0..16u32 {
+        let i = changed as usize % tasks.len();
+        let next = edited(&tasks[i], |t| {
+            t.description = Some(format!("step {changed}"));
+            if changed & 1 != 0 {
+                t.title = format!(
+                    "{} {changed}",
+                    ["echo", "Zulu", "apple"][changed as usize % 3]
+                );
+            }
+            if changed & 2 != 0 {
+                t.completed = !t.completed;
+                t.completed_at = t.completed.then(|| t0() + Duration::hours(1));
+            }
+            if changed & 4 != 0 {
+                t.priority = match t.priority {
+                    Priority::Low => Priority::Medium,
+                    Priority::Medium => Priority::High,
+                    Priority::High => Priority::Low,
+                };
+            }
+            if changed & 8 != 0 {
+                t.due_at = match t.due_at {
+                    Some(_) if changed % 3 == 0 => None,
+                    Some(due) => Some(due + Duration::hours(7)),
+                    None => Some(t0() + Duration::minutes(30 + changed as i64)),
+                };
+            }
+        });
+        store
+            .update_task(
+                &next,
+                tasks[i].version,
+                &event(EventType::TaskUpdated, &next),
+            )
+            .await
+            .unwrap_or_else(|e| panic!("update {changed:04b}: {e}"));
+        tasks[i] = next;
+        assert_eq!(
+            get(store, "alice", tasks[i].id).await.as_ref(),
+            Some(&tasks[i]),
+            "update {changed:04b}"
+        );
+        for query in every_listing(10) {
+            let listed = store.list_tasks("alice", &query).await.expect("list_tasks");
+            let expected = reference(&tasks, &query);
+            assert_eq!(
+                ids(&listed),
+                ids(&expected),
+                "after update {changed:04b}, {query:?}\nlisted:\n{}\nexpected:\n{}",
+                describe(&listed),
+                describe(&expected)
+            );
+        }
+    }
+}
+
 /// Optimistic concurrency on delete, and a deleted task is gone for good.
 pub async fn a_delete_at_the_expected_version_succeeds_and_a_stale_one_conflicts(
     store: &dyn Store,
@@ -825,6 +898,28 @@ const SORTS: [SortKey; 4] = [
     SortKey::Title,
 ];
 
+/// Each of `filters` in every sort, both directions.
+fn in_every_order(filters: impl IntoIterator<Item = TaskQuery>) -> Vec<TaskQuery> {
+    filters
+        .into_iter()
+        .flat_map(|filter| {
+            SORTS.into_iter().flat_map(move |sort| {
+                let filter = filter.clone();
+                [false, true].map(|descending| TaskQuery {
+                    sort,
+                    descending,
+                    ..filter.clone()
+                })
+            })
+        })
+        .collect()
+}
+
+/// Every filter the property checks at page size `limit`, in every order.
+fn every_listing(limit: i64) -> Vec<TaskQuery> {
+    in_every_order(filters(limit))
+}
+
 /// Follows cursors from the first page until a page comes back without its extra row,
 /// inserting one of `arrivals` (into `known` too) after each page.
 async fn page_through(
@@ -914,31 +1009,21 @@ pub async fn listing_pages_concatenate_to_the_reference(
             .map_err(failed)?;
     }
 
-    for filter in filters(data.limit) {
-        for sort in SORTS {
-            for descending in [false, true] {
-                let query = TaskQuery {
-                    sort,
-                    descending,
-                    ..filter.clone()
-                };
-                let listed =
-                    page_through(store, &user_id, &query, &mut Vec::new(), &mut known).await?;
-                let expected = reference(&known, &query);
-                if ids(&listed) != ids(&expected) {
-                    return Err(TestCaseError::fail(format!(
-                        "pages of {query:?} differ from the reference\nlisted:\n{}\nexpected:\n{}",
-                        describe(&listed),
-                        describe(&expected)
-                    )));
-                }
-                prop_assert_eq!(
-                    listed,
-                    expected,
-                    "listed tasks must equal the stored ones field by field"
-                );
-            }
+    for query in every_listing(data.limit) {
+        let listed = page_through(store, &user_id, &query, &mut Vec::new(), &mut known).await?;
+        let expected = reference(&known, &query);
+        if ids(&listed) != ids(&expected) {
+            return Err(TestCaseError::fail(format!(
+                "pages of {query:?} differ from the reference\nlisted:\n{}\nexpected:\n{}",
+                describe(&listed),
+                describe(&expected)
+            )));
         }
+        prop_assert_eq!(
+            listed,
+            expected,
+            "listed tasks must equal the stored ones field by field"
+        );
     }
 
     // New tasks arriving between pages: keyset paging may or may not show them, but it must
@@ -951,56 +1036,46 @@ pub async fn listing_pages_concatenate_to_the_reference(
             ..all_tasks(data.limit)
         },
     ];
-    for filter in arrival_filters {
-        for sort in SORTS {
-            for descending in [false, true] {
-                let query = TaskQuery {
-                    sort,
-                    descending,
-                    ..filter.clone()
-                };
-                let before = reference(&known, &query);
-                let mut arrivals: Vec<Task> = data
-                    .arrivals
-                    .iter()
-                    .map(|spec| materialize(spec, &user_id))
-                    .collect();
-                let listed =
-                    page_through(store, &user_id, &query, &mut arrivals, &mut known).await?;
-                let listed_ids = ids(&listed);
-                let unique: HashSet<Uuid> = listed_ids.iter().copied().collect();
-                prop_assert_eq!(
-                    unique.len(),
-                    listed.len(),
-                    "a task repeated across pages of {:?}",
-                    query
-                );
-                let skipped: Vec<Task> = before
-                    .iter()
-                    .filter(|t| !unique.contains(&t.id))
-                    .cloned()
-                    .collect();
-                prop_assert!(
-                    skipped.is_empty(),
-                    "paging {:?} with arrivals skipped tasks that existed before the first page:\n{}",
-                    query,
-                    describe(&skipped)
-                );
-                prop_assert!(
-                    listed
-                        .iter()
-                        .all(|t| query.matches(t) && t.user_id == user_id)
-                );
-                prop_assert!(
-                    listed
-                        .windows(2)
-                        .all(|w| contract_order(&query, &w[0], &w[1]) == Ordering::Less),
-                    "pages of {:?} with arrivals are out of order:\n{}",
-                    query,
-                    describe(&listed)
-                );
-            }
-        }
+    for query in in_every_order(arrival_filters) {
+        let before = reference(&known, &query);
+        let mut arrivals: Vec<Task> = data
+            .arrivals
+            .iter()
+            .map(|spec| materialize(spec, &user_id))
+            .collect();
+        let listed = page_through(store, &user_id, &query, &mut arrivals, &mut known).await?;
+        let listed_ids = ids(&listed);
+        let unique: HashSet<Uuid> = listed_ids.iter().copied().collect();
+        prop_assert_eq!(
+            unique.len(),
+            listed.len(),
+            "a task repeated across pages of {:?}",
+            query
+        );
+        let skipped: Vec<Task> = before
+            .iter()
+            .filter(|t| !unique.contains(&t.id))
+            .cloned()
+            .collect();
+        prop_assert!(
+            skipped.is_empty(),
+            "paging {:?} with arrivals skipped tasks that existed before the first page:\n{}",
+            query,
+            describe(&skipped)
+        );
+        prop_assert!(
+            listed
+                .iter()
+                .all(|t| query.matches(t) && t.user_id == user_id)
+        );
+        prop_assert!(
+            listed
+                .windows(2)
+                .all(|w| contract_order(&query, &w[0], &w[1]) == Ordering::Less),
+            "pages of {:?} with arrivals are out of order:\n{}",
+            query,
+            describe(&listed)
+        );
     }
     Ok(())
 }
@@ -1975,6 +2050,7 @@ macro_rules! conformance_tests {
         conformance_tests!(@each $fresh_database;
             a_task_reads_back_equal_to_what_was_inserted_and_only_for_its_owner,
             an_update_at_the_expected_version_succeeds_and_a_stale_one_conflicts,
+            every_subset_of_indexed_fields_an_update_changes_keeps_every_list_right,
             a_delete_at_the_expected_version_succeeds_and_a_stale_one_conflicts,
             a_dead_letter_is_kept_once_per_consumer_and_event,
             audit_recording_skips_known_event_ids_and_lists_newest_first,

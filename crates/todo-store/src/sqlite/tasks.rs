@@ -164,26 +164,103 @@ fn miss(conn: &Connection, user_id: &str, id: &str) -> StoreError {
     }
 }
 
+/// The columns an update sets, in [`Settable::params`] order.
+const SETTABLE_COLUMNS: [&str; 16] = [
+    "title",
+    "title_key",
+    "description",
+    "search_text",
+    "completed",
+    "completed_at",
+    "priority",
+    "tags",
+    "due_at",
+    "remind_before_minutes",
+    "recurrence_frequency",
+    "recurrence_interval",
+    "recurrence_anchor_day",
+    "version",
+    "updated_at",
+    "doc",
+];
+
+/// The settable columns some index of `tasks` holds, by their place in
+/// [`SETTABLE_COLUMNS`]; bit `i` of an update's change mask stands for the `i`-th.
+///
+/// SQLite rewrites an index's entry (a delete and an insert) whenever an UPDATE assigns one
+/// of its columns, whether the value changes or not, and each entry rewritten dirties a
+/// page of its own, which the log and then the checkpoint write out. So an update assigns
+/// only those of these columns whose value changed: a new title rewrites the title index
+/// alone, not all four (see docs/benchmarks.md, 2026-12-03 afternoon).
+const INDEXED: [usize; 4] = [1, 4, 6, 8];
+
+/// One UPDATE text per change mask, so each is prepared once per connection (16 at most).
+static UPDATE_SQL: std::sync::LazyLock<[String; 16]> =
+    std::sync::LazyLock::new(|| std::array::from_fn(update_sql));
+
+fn update_sql(changed: usize) -> String {
+    let set: Vec<String> = SETTABLE_COLUMNS
+        .iter()
+        .enumerate()
+        .filter(|&(i, _)| assigns(i, changed))
+        .map(|(_, column)| format!("{column} = ?"))
+        .collect();
+    format!(
+        "UPDATE tasks SET {} WHERE id = ? AND user_id = ? AND version = ?",
+        set.join(", ")
+    )
+}
+
+/// Whether an update with change mask `changed` assigns the settable column at `i`.
+fn assigns(i: usize, changed: usize) -> bool {
+    INDEXED
+        .iter()
+        .position(|&at| at == i)
+        .is_none_or(|bit| changed & (1 << bit) != 0)
+}
+
 pub(super) fn update(conn: &Connection, rendered: &Rendered, expected_version: i64) -> Result<()> {
     let task = &rendered.task;
     let mut buf = Uuid::encode_buffer();
     let id = &*task.id.hyphenated().encode_lower(&mut buf);
+    let settable = Settable::new(rendered);
+    // The row at the expected version, compared on its indexed columns. The pages read
+    // here are the ones the update writes next, so the read is nearly free.
     let changed = conn
         .prepare_cached(
-            "UPDATE tasks SET title = ?, title_key = ?, description = ?, search_text = ?, completed = ?,
-                completed_at = ?, priority = ?, tags = ?, due_at = ?, remind_before_minutes = ?,
-                recurrence_frequency = ?, recurrence_interval = ?, recurrence_anchor_day = ?,
-                version = ?, updated_at = ?, doc = ?
+            "SELECT title_key, completed, priority, due_at FROM tasks
              WHERE id = ? AND user_id = ? AND version = ?",
         )?
-        .execute(params_from_iter(
-            Settable::new(rendered).params().into_iter().chain([
-                &id as &dyn ToSql,
-                &task.user_id,
-                &expected_version,
-            ]),
-        ))?;
-    if changed == 1 {
+        .query_row(params![id, &task.user_id, expected_version], |r| {
+            let differs = [
+                r.get_ref(0)?.as_str()? != settable.title_key,
+                r.get::<_, bool>(1)? != task.completed,
+                r.get::<_, i64>(2)? != settable.priority,
+                r.get::<_, Option<i64>>(3)? != settable.due_at,
+            ];
+            Ok(differs
+                .iter()
+                .enumerate()
+                .fold(0, |mask, (bit, &d)| mask | (usize::from(d) << bit)))
+        })
+        .optional()?;
+    let Some(changed) = changed else {
+        return Err(miss(conn, &task.user_id, id));
+    };
+    let params = settable.params();
+    let assigned = params
+        .iter()
+        .enumerate()
+        .filter(|&(i, _)| assigns(i, changed))
+        .map(|(_, &p)| p);
+    let updated = conn
+        .prepare_cached(&UPDATE_SQL[changed])?
+        .execute(params_from_iter(assigned.chain([
+            &id as &dyn ToSql,
+            &task.user_id,
+            &expected_version,
+        ])))?;
+    if updated == 1 {
         Ok(())
     } else {
         Err(miss(conn, &task.user_id, id))
@@ -328,4 +405,55 @@ pub(super) fn list_json(
         }
     }
     Ok(page)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_update_assigns_the_indexed_columns_that_changed_and_every_other() {
+        let unindexed = SETTABLE_COLUMNS.len() - INDEXED.len();
+        for changed in 0..16 {
+            let sql = &UPDATE_SQL[changed];
+            let assigned = SETTABLE_COLUMNS
+                .iter()
+                .filter(|c| sql.contains(&format!(" {c} = ?")))
+                .count();
+            assert_eq!(assigned, unindexed + changed.count_ones() as usize, "{sql}");
+            for (bit, &at) in INDEXED.iter().enumerate() {
+                let column = SETTABLE_COLUMNS[at];
+                assert_eq!(
+                    sql.contains(&format!(" {column} = ?")),
+                    changed & (1 << bit) != 0,
+                    "{column} in {sql}"
+                );
+            }
+            // One placeholder per assigned column, then the three of the WHERE clause.
+            assert_eq!(sql.matches('?').count(), assigned + 3, "{sql}");
+        }
+    }
+
+    #[test]
+    fn the_indexed_columns_are_the_ones_the_indexes_of_the_migrated_schema_hold() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        super::super::migrate::to_latest(&mut conn).unwrap();
+        let indexed: Vec<String> = conn
+            .prepare(
+                "SELECT DISTINCT c.name FROM pragma_index_list('tasks') AS i,
+                     pragma_index_info(i.name) AS c ORDER BY c.name",
+            )
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        for (i, column) in SETTABLE_COLUMNS.iter().enumerate() {
+            assert_eq!(
+                INDEXED.contains(&i),
+                indexed.iter().any(|c| c == column),
+                "{column}: the indexes hold {indexed:?}"
+            );
+        }
+    }
 }
