@@ -313,7 +313,7 @@ pub async fn every_subset_of_indexed_fields_an_update_changes_keeps_every_list_r
             Some(&tasks[i]),
             "update {changed:04b}"
         );
-        for query in every_listing(10) {
+        for query in in_every_order(filters(10)) {
             let listed = store.list_tasks("alice", &query).await.expect("list_tasks");
             let expected = reference(&tasks, &query);
             assert_eq!(
@@ -900,24 +900,19 @@ const SORTS: [SortKey; 4] = [
 
 /// Each of `filters` in every sort, both directions.
 fn in_every_order(filters: impl IntoIterator<Item = TaskQuery>) -> Vec<TaskQuery> {
-    filters
-        .into_iter()
-        .flat_map(|filter| {
-            SORTS.into_iter().flat_map(move |sort| {
-                let filter = filter.clone();
-                [false, true].map(|descending| TaskQuery {
+    let mut queries = Vec::new();
+    for filter in filters {
+        for sort in SORTS {
+            for descending in [false, true] {
+                queries.push(TaskQuery {
                     sort,
                     descending,
                     ..filter.clone()
-                })
-            })
-        })
-        .collect()
-}
-
-/// Every filter the property checks at page size `limit`, in every order.
-fn every_listing(limit: i64) -> Vec<TaskQuery> {
-    in_every_order(filters(limit))
+                });
+            }
+        }
+    }
+    queries
 }
 
 /// Follows cursors from the first page until a page comes back without its extra row,
@@ -1009,7 +1004,7 @@ pub async fn listing_pages_concatenate_to_the_reference(
             .map_err(failed)?;
     }
 
-    for query in every_listing(data.limit) {
+    for query in in_every_order(filters(data.limit)) {
         let listed = page_through(store, &user_id, &query, &mut Vec::new(), &mut known).await?;
         let expected = reference(&known, &query);
         if ids(&listed) != ids(&expected) {

@@ -104,15 +104,25 @@ pub(super) fn insert(conn: &Connection, rendered: &Rendered) -> Result<()> {
     let created_at = task.created_at.timestamp_micros();
     let settable = Settable::new(rendered);
     let identity: [&dyn ToSql; 4] = [&id, &task.user_id, &parent, &created_at];
-    conn.prepare_cached(
-        "INSERT INTO tasks (title, title_key, description, search_text, completed, completed_at,
-            priority, tags, due_at, remind_before_minutes, recurrence_frequency, recurrence_interval,
-            recurrence_anchor_day, version, updated_at, doc, id, user_id, parent_task_id, created_at)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-    )?
-    .execute(params_from_iter(settable.params().into_iter().chain(identity)))?;
+    conn.prepare_cached(&INSERT_SQL)?.execute(params_from_iter(
+        settable.params().into_iter().chain(identity),
+    ))?;
     Ok(())
 }
+
+/// The INSERT of a task: the settable columns, then the four an update never changes.
+static INSERT_SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    let columns = [
+        &SETTABLE_COLUMNS[..],
+        &["id", "user_id", "parent_task_id", "created_at"],
+    ]
+    .concat();
+    format!(
+        "INSERT INTO tasks ({}) VALUES ({})",
+        columns.join(", "),
+        vec!["?"; columns.len()].join(", ")
+    )
+});
 
 pub(super) fn get(conn: &Connection, user_id: &str, id: Uuid) -> Result<Option<Task>> {
     // Built once: the statement cache is keyed by this text, hashed on every call.
@@ -164,7 +174,7 @@ fn miss(conn: &Connection, user_id: &str, id: &str) -> StoreError {
     }
 }
 
-/// The columns an update sets, in [`Settable::params`] order.
+/// The columns a write sets, in [`Settable::params`] order.
 const SETTABLE_COLUMNS: [&str; 16] = [
     "title",
     "title_key",
