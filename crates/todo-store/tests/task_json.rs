@@ -129,3 +129,38 @@ async fn postgres_pages_without_stored_json_read_the_same() {
     )
     .await;
 }
+
+/// A page whose second row has no stored JSON, with far more bytes after it than the
+/// connection holds for a stream that is not read: the page is rendered from the columns,
+/// without waiting on the abandoned stream.
+#[tokio::test]
+async fn postgres_page_missing_json_early_is_rendered_without_hanging() {
+    let schema = postgres::Schema::create().await;
+    let backend = todo_store::connect(&schema.url()).await.unwrap();
+    let store = &*backend.store;
+    for i in 0..300 {
+        let mut t = task("alice", &format!("task {i}"));
+        t.description = Some("d".repeat(500));
+        insert(store, &t).await;
+    }
+    let ordered = store.list_tasks("alice", &all_tasks(300)).await.unwrap();
+    let second = ordered[1].id;
+    postgres::admin()
+        .await
+        .execute(
+            &format!("UPDATE {}.tasks SET doc = NULL WHERE id = $1", schema.name),
+            &[&second],
+        )
+        .await
+        .unwrap();
+    let json = tokio::time::timeout(
+        std::time::Duration::from_secs(30),
+        store.list_tasks_json("alice", &all_tasks(300)),
+    )
+    .await
+    .expect("the page was rendered within 30 s")
+    .unwrap();
+    let (items, _) = rendered(store, 300).await;
+    assert!(json.items().len() > 150_000, "the page spans many reads");
+    assert_eq!(String::from_utf8(json.items().to_vec()).unwrap(), items);
+}

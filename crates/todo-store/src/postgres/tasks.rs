@@ -2,11 +2,15 @@
 //! `WITH`), so it is atomic without an explicit transaction and costs one round trip; and
 //! the list query.
 
+use std::pin::pin;
+
 use deadpool_postgres::GenericClient;
+use futures_util::TryStreamExt;
 use todo_domain::cursor::CursorKey;
 use todo_domain::query::{SortKey, StatusFilter};
 use todo_domain::{Task, TaskQuery};
-use tokio_postgres::types::{ToSql, Type};
+use tokio_postgres::RowStream;
+use tokio_postgres::types::{FromSql, ToSql, Type};
 use uuid::Uuid;
 
 use super::events::{EVENT_VALUES, NEXT_POS};
@@ -273,10 +277,10 @@ pub(super) async fn get_json(
     let Some(row) = client.query_opt(&stmt, &[&id, &user_id]).await? else {
         return Ok(None);
     };
-    match row.try_get::<_, Option<&str>>(1)? {
-        Some(doc) => Ok(Some(TaskJson {
+    match row.try_get::<_, Option<TextBytes>>(1)? {
+        Some(TextBytes(doc)) => Ok(Some(TaskJson {
             version: row.try_get(0)?,
-            json: doc.as_bytes().to_vec(),
+            json: doc.to_vec(),
         })),
         None => Ok(get(client, user_id, id)
             .await?
@@ -346,41 +350,73 @@ pub(super) async fn list(
     user_id: &str,
     query: &TaskQuery,
 ) -> Result<Vec<Task>> {
-    list_rows(client, user_id, query, TASK_COLUMNS)
+    let rows: Vec<tokio_postgres::Row> = list_rows(client, user_id, query, TASK_COLUMNS)
         .await?
-        .iter()
-        .map(rows::task)
-        .collect()
+        .try_collect()
+        .await?;
+    rows.iter().map(rows::task).collect()
 }
 
 /// The page [`list`] returns, as JSON copied from the `doc` column. A page holding a task
 /// without one (written before the column existed) is rendered from the columns instead.
+/// Each row is copied into the page as it arrives and dropped, rather than all of them
+/// collected first.
 pub(super) async fn list_json(
     client: &deadpool_postgres::Client,
     user_id: &str,
     query: &TaskQuery,
 ) -> Result<TaskPageJson> {
-    let rows = list_rows(client, user_id, query, "doc").await?;
     let mut page = TaskPageJson::for_limit(query.limit);
-    for row in &rows {
-        let Some(doc) = row.try_get::<_, Option<&str>>(0)? else {
-            let tasks = list(client, user_id, query).await?;
-            return Ok(TaskPageJson::from_tasks(&tasks, query.limit));
-        };
-        if !page.offer(|out| out.extend_from_slice(doc.as_bytes())) {
-            break;
+    let complete = {
+        let mut rows = pin!(list_rows(client, user_id, query, "doc").await?);
+        loop {
+            let Some(row) = rows.try_next().await? else {
+                break true;
+            };
+            let Some(TextBytes(doc)) = row.try_get(0)? else {
+                break false;
+            };
+            if !page.offer(|out| out.extend_from_slice(doc)) {
+                break true;
+            }
         }
+    };
+    // The stream is dropped before the fallback's query: the connection hands one
+    // statement's rows to its stream before the next statement's, so querying while it is
+    // still held would wait for it forever.
+    if complete {
+        Ok(page)
+    } else {
+        let tasks = list(client, user_id, query).await?;
+        Ok(TaskPageJson::from_tasks(&tasks, query.limit))
     }
-    Ok(page)
 }
 
-/// The rows of one page, selecting `columns`.
+/// A text column's bytes as the server sent them. The connection's `client_encoding` is
+/// UTF8 (tokio-postgres sets it when it connects), so the server has already checked them
+/// and converted them if need be; reading them as `&str` would check them a second time.
+struct TextBytes<'a>(&'a [u8]);
+
+impl<'a> FromSql<'a> for TextBytes<'a> {
+    fn from_sql(
+        _: &Type,
+        raw: &'a [u8],
+    ) -> std::result::Result<Self, Box<dyn std::error::Error + Sync + Send>> {
+        Ok(Self(raw))
+    }
+
+    fn accepts(ty: &Type) -> bool {
+        <&str as FromSql>::accepts(ty)
+    }
+}
+
+/// The rows of one page, selecting `columns`, as the server sends them.
 async fn list_rows(
     client: &deadpool_postgres::Client,
     user_id: &str,
     query: &TaskQuery,
     columns: &str,
-) -> Result<Vec<tokio_postgres::Row>> {
+) -> Result<RowStream> {
     let mut sql = format!("SELECT {columns} FROM tasks WHERE user_id = $1");
     let mut args: Vec<Param> = vec![(Box::new(user_id.to_owned()), Type::TEXT)];
     let arg = |args: &mut Vec<Param>, value: Param| {
@@ -451,13 +487,18 @@ async fn list_rows(
     );
     sql.push_str(&format!(" ORDER BY {expr} {dir}, id {dir} LIMIT {limit}"));
     let rows = if value_dependent {
-        let params: Vec<(&(dyn ToSql + Sync), Type)> =
-            args.iter().map(|(v, t)| (&**v as _, t.clone())).collect();
-        client.query_typed(&sql, &params).await?
+        client
+            .query_typed_raw(
+                &sql,
+                args.iter()
+                    .map(|(v, t)| (&**v as &(dyn ToSql + Sync), t.clone())),
+            )
+            .await?
     } else {
         let stmt = client.prepare_cached(&sql).await?;
-        let params: Vec<&(dyn ToSql + Sync)> = args.iter().map(|(v, _)| &**v as _).collect();
-        client.query(&stmt, &params).await?
+        client
+            .query_raw(&stmt, args.iter().map(|(v, _)| &**v as &(dyn ToSql + Sync)))
+            .await?
     };
     Ok(rows)
 }
