@@ -39,9 +39,9 @@ PERF_PHASE=${BENCH_PERF:-}              # healthz|create|get|list|mix: perf-prof
 SKIP_BUILD=${BENCH_SKIP_BUILD:-0}       # 1: use the binaries already in CARGO_TARGET_DIR
 SPLIT=${BENCH_SPLIT:-1}                 # 0: skip the split deployment (bench/split.sh) afterwards
 
-for n in "$DURATION" "$CONNECTIONS" "$THREADS" "$SEED_COUNT" "$STARTS" "$CREATES" "$RECURRING" "$REMINDERS"; do
-  [[ $n =~ ^[1-9][0-9]*$ ]] || { echo "not a positive integer: $n" >&2; exit 2; }
-done
+# shellcheck source=scripts/lib/numbers.sh
+source "$ROOT/scripts/lib/numbers.sh"
+positive_integers "$DURATION" "$CONNECTIONS" "$THREADS" "$SEED_COUNT" "$STARTS" "$CREATES" "$RECURRING" "$REMINDERS"
 
 # Prints a command, then runs it.
 run() {

@@ -40,9 +40,9 @@ case $BROKER in
   tansu) BROKER_NAME=tansu ;;
   *) echo "BENCH_SPLIT_BROKER must be noida or tansu, not $BROKER" >&2; exit 2 ;;
 esac
-for n in "$DURATION" "$CONNECTIONS" "$THREADS" "$SEED_COUNT" "$CREATES" "$RECURRING" "$BACKLOG"; do
-  [[ $n =~ ^[1-9][0-9]*$ ]] || { echo "not a positive integer: $n" >&2; exit 2; }
-done
+# shellcheck source=scripts/lib/numbers.sh
+source "$ROOT/scripts/lib/numbers.sh"
+positive_integers "$DURATION" "$CONNECTIONS" "$THREADS" "$SEED_COUNT" "$CREATES" "$RECURRING" "$BACKLOG"
 
 run() { printf '+ %s\n' "$*" >&2; "$@"; }
 log() { printf '\n== %s\n' "$*" >&2; }

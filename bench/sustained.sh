@@ -14,9 +14,9 @@ SECS=${BENCH_SUSTAINED_SECS:-60}
 CONNECTIONS=${BENCH_CONNECTIONS:-32}
 THREADS=${BENCH_THREADS:-2}
 STALL_MS=${BENCH_STALL_MS:-50}
-for n in "$SECS" "$CONNECTIONS" "$THREADS" "$STALL_MS"; do
-  [[ $n =~ ^[1-9][0-9]*$ ]] || { echo "not a positive integer: $n" >&2; exit 2; }
-done
+# shellcheck source=scripts/lib/numbers.sh
+source "$ROOT/scripts/lib/numbers.sh"
+positive_integers "$SECS" "$CONNECTIONS" "$THREADS" "$STALL_MS"
 run() { printf '+ %s\n' "$*" >&2; "$@"; }
 
 if [[ ${BENCH_SKIP_BUILD:-0} != 1 ]]; then

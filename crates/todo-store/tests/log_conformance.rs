@@ -346,19 +346,50 @@ pub async fn pruning_waits_for_every_consumer_and_keeps_what_any_still_needs(
     );
 }
 
+/// Commits `audit` (the only consumer named) at `position` and trims everything it has
+/// passed, whatever its age; answers how many events went.
+async fn trim_past(log: &dyn EventLog, position: i64) -> u64 {
+    log.commit_position("audit", position)
+        .await
+        .expect("commit");
+    log.prune_events(time::now() + Duration::seconds(1), &["audit"])
+        .await
+        .expect("prune_events")
+}
+
+/// A trim takes every event that is due however many there are (the SQLite store deletes
+/// them a chunk of 1,000 per transaction), oldest first, and keeps those still needed.
+pub async fn pruning_takes_every_due_event_however_many(store: &dyn Store, log: &dyn EventLog) {
+    let all = async || {
+        let mut seqs = Vec::new();
+        loop {
+            let after = seqs.last().copied().unwrap_or(0);
+            let page = events_after(log, after, Topic::TaskEvents).await;
+            if page.is_empty() {
+                return seqs;
+            }
+            seqs.extend(page.iter().map(|e| e.seq));
+        }
+    };
+    for i in 0..2_345 {
+        insert(store, &task("alice", &format!("t{i}"))).await;
+    }
+    let positions = all().await;
+    assert_eq!(positions.len(), 2_345);
+    let keep = 5;
+    let passed = positions.len() - keep;
+    assert_eq!(trim_past(log, positions[passed - 1]).await, passed as u64);
+    assert_eq!(
+        all().await,
+        positions[passed..],
+        "only what the consumer still needs is left"
+    );
+}
+
 /// A position is never handed out twice, even once every event before it was trimmed.
 pub async fn positions_are_never_reused_after_pruning(store: &dyn Store, log: &dyn EventLog) {
     let positions = appended_tasks(store, log, 3).await;
-    log.commit_position("audit", positions[2])
-        .await
-        .expect("commit");
-    let later = time::now() + Duration::seconds(1);
-    assert_eq!(
-        log.prune_events(later, &["audit"])
-            .await
-            .expect("prune_events"),
-        3
-    );
+    assert_eq!(trim_past(log, positions[2]).await, 3);
     let after: CloudEvent = insert(store, &task("alice", "after")).await;
     let newer = events_after(log, positions[2], Topic::TaskEvents).await;
     assert_eq!(newer.len(), 1);
@@ -391,6 +422,7 @@ macro_rules! log_conformance_tests {
             a_consumer_position_starts_at_zero_and_never_moves_backwards,
             pruning_waits_for_every_consumer_and_keeps_what_any_still_needs,
             positions_are_never_reused_after_pruning,
+            pruning_takes_every_due_event_however_many,
         );
 
         #[tokio::test]

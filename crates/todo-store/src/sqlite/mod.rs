@@ -440,14 +440,26 @@ impl EventLog for SqliteStore {
             .await
     }
 
+    /// One writer job per chunk ([`events::PRUNE_CHUNK`]), each queued after the last has
+    /// committed, so other writes take turns with the trim instead of waiting for all of it.
     async fn prune_events(&self, before: Timestamp, consumers: &[&str]) -> Result<u64> {
-        let consumers: Vec<String> = consumers.iter().map(|&c| c.to_owned()).collect();
-        self.writer
-            .write(move |ctx| {
-                let names: Vec<&str> = consumers.iter().map(String::as_str).collect();
-                events::prune(ctx.conn, before, &names)
-            })
-            .await
+        let consumers: Arc<Vec<String>> =
+            Arc::new(consumers.iter().map(|&c| c.to_owned()).collect());
+        let mut deleted = 0;
+        loop {
+            let consumers = Arc::clone(&consumers);
+            let (chunk, more) = self
+                .writer
+                .write(move |ctx| {
+                    let names: Vec<&str> = consumers.iter().map(String::as_str).collect();
+                    events::prune_chunk(ctx.conn, before, &names)
+                })
+                .await?;
+            deleted += chunk;
+            if !more {
+                return Ok(deleted);
+            }
+        }
     }
 
     async fn consumer_position(&self, consumer: &str) -> Result<i64> {
