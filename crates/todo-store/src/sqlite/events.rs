@@ -168,16 +168,14 @@ pub(super) fn prune_chunk(
         return Ok((0, false)); // a consumer that never committed still needs everything
     };
     let before = before.timestamp_micros();
-    let (mut last, mut seen, mut reached_newer) = (None, 0, false);
+    let mut last = None;
     {
         let mut stmt = conn.prepare_cached(
             "SELECT seq, created_at FROM events WHERE seq <= ? ORDER BY seq LIMIT ?",
         )?;
         let mut rows = stmt.query(params![floor, PRUNE_CHUNK])?;
         while let Some(row) = rows.next()? {
-            seen += 1;
             if row.get::<_, i64>(1)? >= before {
-                reached_newer = true;
                 break;
             }
             last = Some(row.get::<_, i64>(0)?);
@@ -186,10 +184,12 @@ pub(super) fn prune_chunk(
     let Some(last) = last else {
         return Ok((0, false));
     };
+    // Every event up to `last` is older than `before`, so this deletes all of them; a full
+    // chunk means the next events were not read yet.
     let deleted = conn
         .prepare_cached("DELETE FROM events WHERE seq <= ? AND created_at < ?")?
         .execute(params![last, before])?;
-    Ok((deleted as u64, !reached_newer && seen == PRUNE_CHUNK))
+    Ok((deleted as u64, deleted as i64 == PRUNE_CHUNK))
 }
 
 pub(super) fn position(conn: &Connection, consumer: &str) -> Result<i64> {
